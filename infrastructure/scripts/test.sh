@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# `make test` (and so CI): format check, clippy and the whole test suite, against a
+# throwaway Redis and PostgreSQL on free ports under a temporary directory. Both are
+# stopped and the directory removed on exit, whether the tests pass or not; the
+# script exits with the status of the step that failed (0 when all pass).
+#
+# Environment:
+#   TEST_ARGS           extra arguments for `cargo nextest run` / `cargo test`
+#                       (split on spaces), e.g. TEST_ARGS='-p worker'
+#   EVENTLINE_TEST_CMD  a shell command run instead of fmt, clippy and the tests,
+#                       to check the harness itself
+#   EVENTLINE_REDIS_SERVER, EVENTLINE_PG_BIN  use these binaries instead of searching
+#
+# Exported to the tests:
+#   EVENTLINE_TEST_DATABASE_URL  postgres://postgres@127.0.0.1:<port>/postgres (superuser)
+#   EVENTLINE_TEST_REDIS_URL     redis://127.0.0.1:<port>
+#   EVENTLINE_REDIS_SERVER       path to redis-server, for tests that run their own
+#   EVENTLINE_PG_BIN             directory of initdb/pg_ctl/postgres
+set -euo pipefail
+
+# shellcheck source-path=SCRIPTDIR source=common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+cd "$EVENTLINE_ROOT"
+
+step() { printf '\n==== %s\n' "$*" >&2; }
+
+TMP=""
+cleanup() {
+    local status=$?
+    set +e
+    trap - EXIT INT TERM
+    if [[ -n $TMP ]]; then
+        stop_redis "$TMP/redis/redis.pid"
+        stop_postgres "$TMP/pg" immediate
+        rm -rf "$TMP"
+    fi
+    if ((status == 0)); then
+        step "all checks passed"
+    else
+        step "FAILED (exit status $status)"
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+start_databases() {
+    ensure_redis
+    ensure_postgres
+    TMP=$(mktemp -d "${TMPDIR:-/tmp}/eventline-test.XXXXXX")
+    chmod 755 "$TMP" # the postgres OS user must reach $TMP/pg
+    local redis_port pg_port
+    read -r redis_port pg_port < <(free_ports 2)
+    step "throwaway Redis on 127.0.0.1:$redis_port, PostgreSQL on 127.0.0.1:$pg_port ($TMP)"
+    start_redis "$redis_port" "$TMP/redis" --save '' --appendonly no
+    start_postgres "$pg_port" "$TMP/pg" "$TMP/postgres.log" \
+        fsync=off synchronous_commit=off full_page_writes=off max_connections=300
+
+    export EVENTLINE_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/postgres"
+    export EVENTLINE_TEST_REDIS_URL="redis://127.0.0.1:$redis_port"
+    export EVENTLINE_REDIS_SERVER=$REDIS_SERVER
+    export EVENTLINE_PG_BIN=$PG_BIN
+}
+
+run_checks() {
+    local extra
+    read -r -a extra <<<"${TEST_ARGS:-}"
+    command -v cargo >/dev/null || die "cargo not found (install Rust: https://rustup.rs)"
+
+    step "cargo fmt --all -- --check"
+    cargo fmt --all -- --check
+
+    step "cargo clippy --workspace --all-targets -- -D warnings"
+    cargo clippy --workspace --all-targets -- -D warnings
+
+    if cargo nextest --version >/dev/null 2>&1; then
+        step "cargo nextest run --workspace --no-fail-fast ${extra[*]}"
+        cargo nextest run --workspace --no-fail-fast "${extra[@]}"
+    else
+        step "cargo test --workspace --no-fail-fast ${extra[*]} (cargo-nextest not installed)"
+        cargo test --workspace --no-fail-fast "${extra[@]}"
+    fi
+}
+
+start_databases
+if [[ -n ${EVENTLINE_TEST_CMD:-} ]]; then
+    step "EVENTLINE_TEST_CMD: $EVENTLINE_TEST_CMD"
+    bash -c "$EVENTLINE_TEST_CMD"
+else
+    run_checks
+fi

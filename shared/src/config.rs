@@ -1,0 +1,211 @@
+//! Configuration pieces every service flattens into its own clap `Parser`:
+//! Redis, PostgreSQL and logging. Every flag has an environment variable;
+//! values are typed and checked by clap before anything is bound or
+//! connected, and a bad one ends the process with one line naming the
+//! variable (exit code 64, `EX_USAGE`). Secrets are never printed.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Args, Parser, ValueEnum};
+
+/// Parses the command line and environment, or prints why not and exits:
+/// 0 for `--help`/`--version`, 64 for a bad value.
+pub fn parse_or_exit<T: Parser>() -> T {
+    match T::try_parse() {
+        Ok(config) => config,
+        Err(e) => {
+            let code = if e.use_stderr() { 64 } else { 0 };
+            // Nothing useful can be done if printing fails; we exit anyway.
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    }
+}
+
+/// A connection URL whose password is never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    /// Wraps a URL without checking it; for tests, which build their own.
+    #[cfg(feature = "testkit")]
+    pub fn for_tests(url: &str) -> Self {
+        SecretUrl(url.to_owned())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password replaced by `***`, for logs.
+    pub fn redacted(&self) -> String {
+        redact_url(&self.0)
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match (authority.rfind('@'), authority.find(':')) {
+        (Some(at), Some(colon)) if colon < at => format!(
+            "{}{}:***{}",
+            &url[..scheme_end + 3],
+            &authority[..colon],
+            &rest[at..]
+        ),
+        _ => url.to_owned(),
+    }
+}
+
+fn parse_redis_url(s: &str) -> Result<SecretUrl, String> {
+    redis::Client::open(s).map_err(|e| format!("not a Redis URL ({e})"))?;
+    Ok(SecretUrl(s.to_owned()))
+}
+
+fn parse_postgres_url(s: &str) -> Result<SecretUrl, String> {
+    sqlx::postgres::PgConnectOptions::from_str(s)
+        .map_err(|e| format!("not a PostgreSQL URL ({e})"))?;
+    Ok(SecretUrl(s.to_owned()))
+}
+
+/// Parses a whole number of milliseconds.
+pub fn parse_millis(s: &str) -> Result<Duration, String> {
+    s.parse::<u64>()
+        .map(Duration::from_millis)
+        .map_err(|_| format!("expected a whole number of milliseconds, got {s:?}"))
+}
+
+/// Parses a whole number of seconds.
+pub fn parse_seconds(s: &str) -> Result<Duration, String> {
+    s.parse::<u64>()
+        .map(Duration::from_secs)
+        .map_err(|_| format!("expected a whole number of seconds, got {s:?}"))
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RedisArgs {
+    /// Redis URL, `redis://[user:password@]host:port[/db]`.
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:16379",
+        value_parser = parse_redis_url,
+        hide_env_values = true
+    )]
+    pub redis_url: SecretUrl,
+    /// Connections in the pool (each one multiplexes many requests).
+    #[arg(long, env = "REDIS_POOL_SIZE", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub redis_pool_size: u32,
+    /// Longest wait for any one Redis call, in milliseconds: a frozen Redis
+    /// answers nothing, and callers must not hang with it.
+    #[arg(long, env = "REDIS_TIMEOUT_MS", value_name = "REDIS_TIMEOUT_MS", default_value = "1000", value_parser = parse_millis)]
+    pub redis_timeout: Duration,
+    /// Prefix of every key eventline writes (`events:{0}` becomes
+    /// `<prefix>events:{0}`), to share one Redis between deployments or tests.
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "")]
+    pub redis_key_prefix: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL URL, `postgres://user[:password]@host:port/database`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:15432/eventline",
+        value_parser = parse_postgres_url,
+        hide_env_values = true
+    )]
+    pub database_url: SecretUrl,
+    /// Most connections this process opens.
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub db_max_connections: u32,
+    /// Longest wait for a pooled connection (including connecting), in milliseconds.
+    #[arg(long, env = "DB_ACQUIRE_TIMEOUT_MS", value_name = "DB_ACQUIRE_TIMEOUT_MS", default_value = "3000", value_parser = parse_millis)]
+    pub db_acquire_timeout: Duration,
+    /// `statement_timeout` of every session, in milliseconds; 0 turns it off.
+    #[arg(long, env = "DB_STATEMENT_TIMEOUT_MS", value_name = "DB_STATEMENT_TIMEOUT_MS", default_value = "30000", value_parser = parse_millis)]
+    pub db_statement_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines, coloured on a terminal.
+    Pretty,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TelemetryArgs {
+    /// Log line format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+    /// Log filter in `tracing` syntax, e.g. `info,eventline_worker=debug`.
+    #[arg(
+        long,
+        env = "RUST_LOG",
+        value_name = "RUST_LOG",
+        default_value = "info"
+    )]
+    pub log_filter: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/eventline"),
+            "postgres://app:***@db:5432/eventline"
+        );
+        assert_eq!(
+            redact_url("redis://:pw@127.0.0.1:6379/0"),
+            "redis://:***@127.0.0.1:6379/0"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1:15432/eventline"),
+            "postgres://postgres@127.0.0.1:15432/eventline"
+        );
+        let url = SecretUrl("redis://u:p@h/0".into());
+        assert!(!format!("{url:?} {url}").contains(":p@"));
+    }
+
+    #[derive(Debug, Parser)]
+    struct Probe {
+        #[command(flatten)]
+        redis: RedisArgs,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let err = Probe::try_parse_from(["probe", "--redis-url", "http://nope"]).unwrap_err();
+        assert!(err.to_string().contains("REDIS_URL"), "{err}");
+        let err = Probe::try_parse_from(["probe", "--db-acquire-timeout", "soon"]).unwrap_err();
+        assert!(err.to_string().contains("DB_ACQUIRE_TIMEOUT_MS"), "{err}");
+        let ok = Probe::try_parse_from(["probe"]).unwrap();
+        assert_eq!(ok.redis.redis_timeout, Duration::from_millis(1000));
+    }
+}

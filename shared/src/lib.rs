@@ -1,0 +1,36 @@
+//! What every eventline service shares. One line per module:
+//!
+//! - [`event`]: the valid event and the enriched event on the stream;
+//! - [`validate`]: the contract's event rules, with errors naming the field;
+//! - [`stream_codec`]: the stream entry format (version + MessagePack);
+//! - [`redis_keys`]: every Redis key name, and the shard of an event;
+//! - [`config`]: clap pieces for Redis, PostgreSQL and logging;
+//! - [`telemetry`]: the tracing subscriber (pretty or JSON);
+//! - [`request_id`]: `X-Request-Id` in, out, and in every log line;
+//! - [`metrics`]: the Prometheus registry and its encoding;
+//! - [`health`]: `/health/*` and `/metrics` routes;
+//! - [`shutdown`]: SIGTERM/SIGINT to a cancellation token, draining;
+//! - [`redis_pool`], [`pg_pool`]: connection pools with timeouts;
+//! - [`schema`]: embedded migrations and daily partitions;
+//! - [`api_key`]: key generation, hashing, storage and lookup;
+//! - `testkit` (feature `testkit`): isolated databases and key prefixes for tests.
+
+pub mod api_key;
+pub mod config;
+pub mod event;
+pub mod health;
+pub mod metrics;
+pub mod pg_pool;
+pub mod redis_keys;
+pub mod redis_pool;
+pub mod request_id;
+pub mod schema;
+pub mod shutdown;
+pub mod stream_codec;
+pub mod telemetry;
+pub mod validate;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use event::{EnrichedEvent, ValidEvent};

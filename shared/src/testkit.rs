@@ -1,0 +1,134 @@
+//! Test helpers (feature `testkit`): every test gets its own PostgreSQL
+//! database and its own Redis key prefix on the servers `make test` started
+//! (`EVENTLINE_TEST_DATABASE_URL`, `EVENTLINE_TEST_REDIS_URL`), so tests run
+//! in parallel without seeing each other. Databases are left behind: the
+//! whole throwaway cluster is deleted when the test run ends.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Executor, PgPool};
+
+use crate::config::{DatabaseArgs, LogFormat, RedisArgs, SecretUrl, TelemetryArgs};
+
+fn env_or_explain(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: run the tests with `make test`, which starts \
+             throwaway Redis and PostgreSQL servers and sets it"
+        )
+    })
+}
+
+/// A name no other test uses: `<prefix>_<random hex>`.
+pub fn unique_name(prefix: &str) -> String {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    format!("{prefix}_{:016x}", u64::from_le_bytes(bytes))
+}
+
+/// Logs to the test's output when `TEST_LOG` is set; silent otherwise.
+pub fn init_logging() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = crate::telemetry::init(&TelemetryArgs {
+            log_format: LogFormat::Pretty,
+            log_filter: std::env::var("TEST_LOG").unwrap_or_else(|_| "debug".into()),
+        });
+    }
+}
+
+/// A database of its own for one test.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+    pub pool: PgPool,
+}
+
+impl TestDatabase {
+    /// A new database with every migration applied.
+    pub async fn migrated() -> Self {
+        let db = Self::empty().await;
+        crate::schema::migrate(&db.pool)
+            .await
+            .expect("migrations apply to a new database");
+        db
+    }
+
+    /// A new database with nothing in it.
+    pub async fn empty() -> Self {
+        let admin_url = env_or_explain("EVENTLINE_TEST_DATABASE_URL");
+        let name = unique_name("t");
+        let admin = PgConnectOptions::from_str(&admin_url).expect("EVENTLINE_TEST_DATABASE_URL");
+        let mut conn = sqlx::ConnectOptions::connect(&admin)
+            .await
+            .expect("connect to the test PostgreSQL");
+        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .await
+            .expect("create the test database");
+        let url = database_url(&admin_url, &name);
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(admin.database(&name))
+            .await
+            .expect("connect to the test database");
+        TestDatabase { name, url, pool }
+    }
+
+    /// Configuration pointing at this database, as a service would parse it.
+    pub fn args(&self) -> DatabaseArgs {
+        DatabaseArgs {
+            database_url: SecretUrl::for_tests(&self.url),
+            db_max_connections: 10,
+            db_acquire_timeout: Duration::from_secs(5),
+            db_statement_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `admin_url` with its database replaced by `name`.
+fn database_url(admin_url: &str, name: &str) -> String {
+    let (base, query) = match admin_url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (admin_url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// Redis configuration with a key prefix no other test uses.
+pub fn redis_args() -> RedisArgs {
+    RedisArgs {
+        redis_url: SecretUrl::for_tests(&env_or_explain("EVENTLINE_TEST_REDIS_URL")),
+        redis_pool_size: 4,
+        redis_timeout: Duration::from_secs(2),
+        redis_key_prefix: format!("{}:", unique_name("t")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn replaces_the_database() {
+        assert_eq!(
+            super::database_url("postgres://u@h:1/postgres", "t_x"),
+            "postgres://u@h:1/t_x"
+        );
+        assert_eq!(
+            super::database_url("postgres://u@h:1/postgres?sslmode=disable", "t_x"),
+            "postgres://u@h:1/t_x?sslmode=disable"
+        );
+        assert_eq!(
+            super::database_url("postgres://u@h:1", "t_x"),
+            "postgres://u@h:1/t_x"
+        );
+    }
+}
