@@ -12,6 +12,7 @@
 //! - [`shutdown`]: SIGTERM/SIGINT to a cancellation token, draining;
 //! - [`redis_pool`], [`pg_pool`]: connection pools with timeouts;
 //! - [`schema`]: embedded migrations and daily partitions;
+//! - [`server`]: `--listen`, binding, serving until shutdown with a grace period;
 //! - [`api_key`]: key generation, hashing, storage and lookup;
 //! - `testkit` (feature `testkit`): isolated databases and key prefixes for tests.
 
@@ -25,6 +26,7 @@ pub mod redis_keys;
 pub mod redis_pool;
 pub mod request_id;
 pub mod schema;
+pub mod server;
 pub mod shutdown;
 pub mod stream_codec;
 pub mod telemetry;
