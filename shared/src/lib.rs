@@ -9,17 +9,21 @@
 //! - [`request_id`]: `X-Request-Id` in, out, and in every log line;
 //! - [`metrics`]: the Prometheus registry and its encoding;
 //! - [`health`]: `/health/*` and `/metrics` routes;
+//! - [`http_error`]: the JSON error shape of the HTTP APIs;
 //! - [`shutdown`]: SIGTERM/SIGINT to a cancellation token, draining;
 //! - [`redis_pool`], [`pg_pool`]: connection pools with timeouts;
 //! - [`schema`]: embedded migrations and daily partitions;
 //! - [`server`]: `--listen`, binding, serving until shutdown with a grace period;
 //! - [`api_key`]: key generation, hashing, storage and lookup;
+//! - [`key_store`]: API-key checks from an in-memory snapshot reloaded in the background;
 //! - `testkit` (feature `testkit`): isolated databases and key prefixes for tests.
 
 pub mod api_key;
 pub mod config;
 pub mod event;
 pub mod health;
+pub mod http_error;
+pub mod key_store;
 pub mod metrics;
 pub mod pg_pool;
 pub mod redis_keys;

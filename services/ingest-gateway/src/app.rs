@@ -1,0 +1,368 @@
+//! The gateway's state, router and handlers: admit (rate limit by address,
+//! authenticate, backpressure), read the body, validate, enrich, XADD, and
+//! only then answer 202.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json};
+use chrono::Utc;
+use eventline_shared::api_key::{Authenticated, Scope};
+use eventline_shared::health::Health;
+use eventline_shared::key_store::{KeyStore, presented_key};
+use eventline_shared::request_id::{self, RequestId};
+use eventline_shared::validate::{self, EventLimits};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+use crate::backlog::Backlog;
+use crate::batch;
+use crate::body;
+use crate::config::HttpArgs;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::publish::{Encoded, PublishError, Publisher};
+use crate::rate_limit::{RateLimiter, Subject};
+
+/// Everything a request needs, shared by all of them.
+pub struct AppState {
+    pub limits: EventLimits,
+    pub http: HttpArgs,
+    /// `None` when `AUTH_REQUIRED=false`.
+    pub keys: Option<Arc<KeyStore>>,
+    pub rate_limiter: Arc<RateLimiter>,
+    pub auth_failure_cost: u64,
+    pub publisher: Arc<Publisher>,
+    pub backlog: Arc<Backlog>,
+    pub metrics: Arc<Metrics>,
+    /// Caps requests in flight; beyond it requests are shed with 503.
+    pub in_flight: Semaphore,
+}
+
+type Shared = Arc<AppState>;
+
+/// The full router: ingest routes, `/health/buffer`, and the shared health
+/// and metrics routes.
+pub fn router(state: Shared, health: &Health) -> Router {
+    let ingest = Router::new()
+        .route("/v1/events", post(ingest_one))
+        .route("/events", post(ingest_one))
+        .route("/v1/events/batch", post(ingest_batch))
+        .route("/health/buffer", get(buffer))
+        .route_layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state);
+    ingest
+        .merge(health.router())
+        .layer(middleware::from_fn(request_id::layer))
+}
+
+/// Counts and times requests by route and status, and sheds load beyond
+/// `MAX_CONCURRENT_REQUESTS`.
+async fn track(State(state): State<Shared>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let started = Instant::now();
+    let response = match state.in_flight.try_acquire() {
+        Ok(_permit) => next.run(req).await,
+        Err(_) => ApiError::Overloaded.into_response(),
+    };
+    let m = &state.metrics;
+    m.requests
+        .with_label_values(&[&route, response.status().as_str()])
+        .inc();
+    m.request_duration
+        .with_label_values(&[&route])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+#[derive(Serialize)]
+struct Accepted {
+    accepted: usize,
+    ids: Vec<Uuid>,
+    /// Present on the batch endpoint only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rejected: Option<Vec<Rejected>>,
+}
+
+#[derive(Serialize)]
+struct Rejected {
+    index: usize,
+    error: String,
+    code: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<String>,
+}
+
+impl AppState {
+    fn client_ip(&self, headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
+        if self.http.trust_forwarded_for {
+            let last_hop = headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .next_back()
+                .and_then(|hop| hop.trim().parse().ok());
+            if let Some(ip) = last_hop {
+                return ip;
+            }
+        }
+        peer.ip()
+    }
+
+    /// Everything decided before the body is read: the address's rate
+    /// limit, the key, the scope, backpressure.
+    fn admit(
+        &self,
+        headers: &HeaderMap,
+        peer: SocketAddr,
+    ) -> Result<Option<Arc<Authenticated>>, ApiError> {
+        let ip = Subject::Ip(self.client_ip(headers, peer));
+        self.limit(ip, 1)?;
+        let identity = match &self.keys {
+            None => None,
+            Some(store) => {
+                let Some(presented) = presented_key(headers) else {
+                    return Err(self.auth_failed(ip, "missing", ApiError::MissingKey));
+                };
+                let Some(identity) = store.authenticate(presented) else {
+                    return Err(self.auth_failed(ip, "invalid", ApiError::UnknownKey));
+                };
+                if !identity.scopes.contains(Scope::Ingest) {
+                    self.metrics
+                        .auth_failures
+                        .with_label_values(&["scope"])
+                        .inc();
+                    return Err(ApiError::MissingScope("ingest"));
+                }
+                Some(identity)
+            }
+        };
+        if self.backlog.is_over() {
+            self.metrics.backpressured.inc();
+            return Err(ApiError::Backpressure {
+                retry_after: self.backlog.retry_after(),
+            });
+        }
+        Ok(identity)
+    }
+
+    fn auth_failed(&self, ip: Subject, reason: &'static str, error: ApiError) -> ApiError {
+        self.metrics
+            .auth_failures
+            .with_label_values(&[reason])
+            .inc();
+        self.rate_limiter.charge(ip, self.auth_failure_cost);
+        error
+    }
+
+    fn limit(&self, subject: Subject, cost: u64) -> Result<(), ApiError> {
+        self.rate_limiter
+            .try_acquire(subject, cost)
+            .map_err(|retry_after| {
+                self.metrics
+                    .rate_limited
+                    .with_label_values(&[subject.scope()])
+                    .inc();
+                ApiError::RateLimited {
+                    scope: subject.scope(),
+                    retry_after,
+                }
+            })
+    }
+
+    fn limit_key(
+        &self,
+        identity: Option<&Arc<Authenticated>>,
+        events: usize,
+    ) -> Result<(), ApiError> {
+        match identity {
+            Some(id) => self.limit(Subject::Key(id.key_id), events as u64),
+            None => Ok(()),
+        }
+    }
+
+    fn reject(&self, code: &'static str) {
+        self.metrics
+            .events_rejected
+            .with_label_values(&[code])
+            .inc();
+    }
+
+    async fn publish(&self, encoded: &[Encoded]) -> Result<(), ApiError> {
+        self.publisher.publish(encoded).await.map_err(|e| match e {
+            PublishError::BreakerOpen { retry_after } => ApiError::Unavailable { retry_after },
+            PublishError::Redis(error) => {
+                tracing::error!(%error, "XADD failed");
+                ApiError::Unavailable {
+                    retry_after: Duration::from_secs(1),
+                }
+            }
+            PublishError::Encode(error) => {
+                tracing::error!(%error, "cannot encode an event");
+                ApiError::Internal
+            }
+        })
+    }
+}
+
+async fn ingest_one(
+    State(state): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(request_id): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let identity = state.admit(&headers, peer)?;
+    body::check_single(&headers)?;
+    let bytes = body::read(
+        &headers,
+        body,
+        state.http.max_body_bytes,
+        state.http.body_read_timeout,
+    )
+    .await?;
+    let now = Utc::now();
+    let mut event = validate::parse_event(&bytes, &state.limits, now).map_err(|e| {
+        state.reject(e.code.as_str());
+        ApiError::InvalidEvent(e)
+    })?;
+    if let Some(header) = headers.get("idempotency-key") {
+        let key = header.to_str().map_err(|_| ApiError::BadRequest {
+            code: "invalid_characters",
+            message: "the Idempotency-Key header must be printable ASCII".into(),
+            field: Some("event_id"),
+        })?;
+        let key = validate::check_event_id(key, &state.limits).map_err(ApiError::InvalidEvent)?;
+        if event
+            .event_id()
+            .is_some_and(|id| id != key.clone().into_inner())
+        {
+            return Err(ApiError::BadRequest {
+                code: "conflicting_event_id",
+                message: "the body's event_id differs from the Idempotency-Key header".into(),
+                field: Some("event_id"),
+            });
+        }
+        event.set_event_id(key);
+    }
+    state.limit_key(identity.as_ref(), 1)?;
+    let enriched = event.enrich(now, Some(request_id.0));
+    let id = enriched.id;
+    let encoded = Encoded::new(&enriched, state.publisher.shards()).map_err(|error| {
+        tracing::error!(%error, "cannot encode an event");
+        ApiError::Internal
+    })?;
+    state.publish(std::slice::from_ref(&encoded)).await?;
+    state.metrics.events_accepted.inc();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            accepted: 1,
+            ids: vec![id],
+            rejected: None,
+        }),
+    )
+        .into_response())
+}
+
+async fn ingest_batch(
+    State(state): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(request_id): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let identity = state.admit(&headers, peer)?;
+    let format = body::check_batch(&headers)?;
+    let bytes = body::read(
+        &headers,
+        body,
+        state.http.max_body_bytes,
+        state.http.body_read_timeout,
+    )
+    .await?;
+    let items = batch::split(&bytes, format, state.http.max_batch_events as usize)?;
+    state.metrics.batch_size.observe(items.len() as f64);
+
+    let now = Utc::now();
+    let shards = state.publisher.shards();
+    let mut ids = Vec::with_capacity(items.len());
+    let mut encoded = Vec::with_capacity(items.len());
+    let mut rejected = Vec::new();
+    let mut first_error = None;
+    for (index, item) in items.into_iter().enumerate() {
+        let result = item.and_then(|text| validate::parse_event_str(text, &state.limits, now));
+        match result {
+            Ok(event) => {
+                let enriched = event.enrich(now, Some(request_id.0.clone()));
+                ids.push(enriched.id);
+                encoded.push(Encoded::new(&enriched, shards).map_err(|error| {
+                    tracing::error!(%error, "cannot encode an event");
+                    ApiError::Internal
+                })?);
+            }
+            Err(e) => {
+                state.reject(e.code.as_str());
+                rejected.push(Rejected {
+                    index,
+                    error: e.message.clone(),
+                    code: e.code.as_str(),
+                    field: e.field.clone(),
+                });
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if encoded.is_empty() {
+        return Err(match first_error {
+            Some(first) => ApiError::NoValidEvent { first },
+            None => ApiError::Internal,
+        });
+    }
+    state.limit_key(identity.as_ref(), encoded.len())?;
+    state.publish(&encoded).await?;
+    state.metrics.events_accepted.inc_by(encoded.len() as u64);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            accepted: encoded.len(),
+            ids,
+            rejected: Some(rejected),
+        }),
+    )
+        .into_response())
+}
+
+/// `GET /health/buffer`: stream depth against the high-water mark; 503 when over.
+async fn buffer(State(state): State<Shared>) -> Response {
+    let backlog = &state.backlog;
+    let max = backlog.max_length();
+    let over = backlog.is_over();
+    let body = serde_json::json!({
+        "status": if over { "over_high_water" } else { "ok" },
+        "stream_length": max,
+        "shards": backlog.lengths(),
+        "high_water": backlog.high_water(),
+        "utilization": max as f64 / backlog.high_water().max(1) as f64,
+    });
+    let status = if over {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(body)).into_response()
+}

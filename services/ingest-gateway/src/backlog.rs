@@ -1,0 +1,119 @@
+//! Backpressure: a background task reads every shard's length (`XLEN`, one
+//! pipelined round trip) a few times a second; requests compare the cached
+//! value with `STREAM_HIGH_WATER` and answer 429 when the workers are behind,
+//! instead of growing Redis without bound. No request pays a Redis call for it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use eventline_shared::redis_keys::RedisKeys;
+use tokio_util::sync::CancellationToken;
+
+use crate::circuit_breaker::CircuitBreaker;
+use crate::metrics::Metrics;
+
+#[derive(Debug)]
+pub struct Backlog {
+    lengths: Vec<AtomicU64>,
+    high_water: u64,
+    refresh: Duration,
+}
+
+impl Backlog {
+    pub fn new(shards: u32, high_water: u64, refresh: Duration) -> Self {
+        Self {
+            lengths: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+            high_water,
+            refresh,
+        }
+    }
+
+    /// The longest shard, as last read.
+    pub fn max_length(&self) -> u64 {
+        self.lengths
+            .iter()
+            .map(|l| l.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0)
+    }
+
+    pub fn lengths(&self) -> Vec<u64> {
+        self.lengths
+            .iter()
+            .map(|l| l.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    pub fn high_water(&self) -> u64 {
+        self.high_water
+    }
+
+    pub fn is_over(&self) -> bool {
+        self.max_length() > self.high_water
+    }
+
+    /// How long a client should wait before retrying: the refresh period,
+    /// at least a second.
+    pub fn retry_after(&self) -> Duration {
+        self.refresh.max(Duration::from_secs(1))
+    }
+
+    /// Reads the lengths once.
+    pub async fn refresh_once(
+        &self,
+        pool: &deadpool_redis::Pool,
+        keys: &RedisKeys,
+    ) -> Result<(), String> {
+        let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+        let mut pipe = redis::pipe();
+        for shard in 0..self.lengths.len() as u32 {
+            pipe.cmd("XLEN").arg(keys.stream(shard));
+        }
+        let lengths: Vec<u64> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        for (slot, len) in self.lengths.iter().zip(lengths) {
+            slot.store(len, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Refreshes until `shutdown`, reporting Redis health to the breaker.
+    pub async fn run(
+        self: Arc<Self>,
+        pool: deadpool_redis::Pool,
+        keys: RedisKeys,
+        breaker: Arc<CircuitBreaker>,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(self.refresh);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match self.refresh_once(&pool, &keys).await {
+                Ok(()) => {
+                    breaker.record_success();
+                    for (shard, len) in self.lengths().into_iter().enumerate() {
+                        metrics
+                            .stream_length
+                            .with_label_values(&[&shard.to_string()])
+                            .set(len as i64);
+                    }
+                }
+                Err(error) => {
+                    breaker.record_failure();
+                    tracing::warn!(%error, "cannot read the stream length");
+                }
+            }
+            metrics.breaker_open.set(i64::from(
+                breaker.state() != crate::circuit_breaker::State::Closed,
+            ));
+        }
+    }
+}

@@ -1,0 +1,356 @@
+//! Starting gateways in-process against the test Redis (a key prefix of
+//! their own) and PostgreSQL (a database of their own), a minimal HTTP/1.1
+//! client over raw TCP (so tests can also misbehave like slow clients), and a
+//! Redis server of a test's own for the fault tests.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use clap::Parser;
+use eventline_shared::EnrichedEvent;
+use eventline_shared::api_key::{self, KeyPepper, Scopes};
+use eventline_shared::redis_keys::RedisKeys;
+use eventline_shared::stream_codec;
+use eventline_shared::testkit::{self, TestDatabase};
+use ingest_gateway::config::Config;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+pub const PEPPER: &str = "gateway-test-pepper-0123456789abcdef";
+
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub keys: RedisKeys,
+    pub redis_url: String,
+    pub shutdown: CancellationToken,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts a gateway with `extra` flags on top of the test servers' URLs.
+pub async fn spawn_gateway(
+    redis_url: &str,
+    prefix: &str,
+    db: Option<&TestDatabase>,
+    extra: &[&str],
+) -> TestGateway {
+    testkit::init_logging();
+    let mut args: Vec<String> = vec![
+        "ingest-gateway".into(),
+        "--redis-url".into(),
+        redis_url.into(),
+        "--redis-key-prefix".into(),
+        prefix.into(),
+        "--redis-timeout".into(),
+        "500".into(),
+        "--stream-length-refresh".into(),
+        "50".into(),
+        "--rate-limit-sync".into(),
+        "50".into(),
+        "--key-cache-ttl".into(),
+        "1".into(),
+        "--shutdown-grace".into(),
+        "2".into(),
+    ];
+    match db {
+        Some(db) => args.extend([
+            "--database-url".into(),
+            db.url.clone(),
+            "--key-pepper".into(),
+            PEPPER.into(),
+        ]),
+        None => args.extend(["--auth-required".into(), "false".into()]),
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let config = Config::try_parse_from(args).expect("test config parses");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    let task = tokio::spawn(async move {
+        ingest_gateway::run(config, listener, stop)
+            .await
+            .expect("gateway runs");
+    });
+    TestGateway {
+        addr,
+        keys: RedisKeys::new(prefix),
+        redis_url: redis_url.to_owned(),
+        shutdown,
+        task,
+    }
+}
+
+/// A gateway without auth on the shared test Redis.
+pub async fn open_gateway(extra: &[&str]) -> TestGateway {
+    let redis = testkit::redis_args();
+    spawn_gateway(
+        redis.redis_url.expose(),
+        &redis.redis_key_prefix,
+        None,
+        extra,
+    )
+    .await
+}
+
+/// A gateway with auth, and a database holding its keys.
+pub async fn secured_gateway(extra: &[&str]) -> (TestGateway, TestDatabase) {
+    let db = TestDatabase::migrated().await;
+    let redis = testkit::redis_args();
+    let gw = spawn_gateway(
+        redis.redis_url.expose(),
+        &redis.redis_key_prefix,
+        Some(&db),
+        extra,
+    )
+    .await;
+    (gw, db)
+}
+
+/// Creates a key; the gateway sees it after its next key reload.
+pub async fn create_key(db: &TestDatabase, scopes: &str) -> String {
+    let pepper: KeyPepper = PEPPER.parse().expect("pepper");
+    let (_, key) = api_key::create(
+        &db.pool,
+        &pepper,
+        "test",
+        Scopes::parse_list(scopes).expect("scopes"),
+    )
+    .await
+    .expect("create key");
+    key
+}
+
+pub struct Response {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+
+    /// The error code of a JSON error body.
+    pub fn error_code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+/// Sends one request on a fresh connection and reads the whole response.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.expect("write head");
+    stream.write_all(body).await.expect("write body");
+    read_response(&mut stream).await.expect("a response")
+}
+
+/// Reads a response until the server closes the connection; `None` when it
+/// closed without sending anything.
+pub async fn read_response(stream: &mut TcpStream) -> Option<Response> {
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw)).await;
+    if raw.is_empty() {
+        return None;
+    }
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header end");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Some(Response {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    })
+}
+
+pub async fn post_json(addr: SocketAddr, path: &str, body: &str, key: Option<&str>) -> Response {
+    let auth = key.map(|k| format!("Bearer {k}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(auth) = &auth {
+        headers.push(("Authorization", auth));
+    }
+    request(addr, "POST", path, &headers, body.as_bytes()).await
+}
+
+/// Every entry of a stream, decoded.
+pub async fn stream_events(redis_url: &str, stream: &str) -> Vec<(String, EnrichedEvent)> {
+    let client = redis::Client::open(redis_url).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .expect("XRANGE");
+    reply
+        .ids
+        .into_iter()
+        .map(|entry| {
+            let field = |name: &str| match entry.map.get(name) {
+                Some(redis::Value::BulkString(bytes)) => Some(bytes.clone()),
+                _ => None,
+            };
+            let event = stream_codec::decode(field("v").as_deref(), field("e").as_deref())
+                .expect("entry decodes");
+            (entry.id, event)
+        })
+        .collect()
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(data).expect("gzip");
+    enc.finish().expect("gzip")
+}
+
+/// A Redis server of a test's own, to stop, restart and freeze.
+pub struct OwnRedis {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl OwnRedis {
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let dir = std::env::temp_dir().join(testkit::unique_name("gw-redis"));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut redis = OwnRedis {
+            port,
+            dir,
+            child: None,
+        };
+        redis.spawn();
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let server =
+            std::env::var("EVENTLINE_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let child = Command::new(server)
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts (set EVENTLINE_REDIS_SERVER)");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("redis-server did not start on {}", self.port);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let status = Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.signal_quiet("-CONT");
+        }
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl OwnRedis {
+    fn signal_quiet(&self, signal: &str) -> Option<()> {
+        let pid = self.child.as_ref()?.id().to_string();
+        Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .ok()
+            .map(drop)
+    }
+}
