@@ -187,7 +187,9 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let registry = eventline_shared::metrics::new_registry("ingest-gateway");
     let gateway = Gateway::start(&config, registry, shutdown.clone()).await?;
-    tracing::info!(addr = ?listener.local_addr().ok(), "ingest gateway listening");
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "ingest gateway listening");
+    }
     server::serve(
         listener,
         gateway.router,

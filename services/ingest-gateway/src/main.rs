@@ -1,6 +1,11 @@
 //! `ingest-gateway`: parse the configuration, set up logging, bind, run.
 
 use anyhow::Context;
+
+// mimalloc: the hot path allocates per request; glibc malloc was ~13% of the
+// gateway's CPU under load (docs/adr/0007-ingest-hot-path.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use ingest_gateway::config::{Config, DEFAULT_ADDR};
 
 #[tokio::main]
