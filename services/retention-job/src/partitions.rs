@@ -168,27 +168,44 @@ async fn create_once(
     Ok(created)
 }
 
+/// The default partition of `events` (`events_default` as the migrations
+/// create it), if there is one.
+pub async fn default_partition(conn: &mut PgConnection) -> Result<Option<String>, DdlError> {
+    sqlx::query_scalar(
+        "SELECT c.relname::text
+           FROM pg_partitioned_table p
+           JOIN pg_class c ON c.oid = p.partdefid
+          WHERE p.partrelid = 'events'::regclass",
+    )
+    .fetch_optional(conn)
+    .await
+    .map_err(sql_error("looking for the default partition"))
+}
+
 /// The days from `from` to `to` (inclusive) that have rows in the default
-/// partition, with their row counts, oldest first. Such a day has no
-/// partition (or its rows would be there).
+/// partition `default`, with their row counts, oldest first. Such a day has
+/// no partition (or its rows would be there).
 pub async fn days_in_default(
     conn: &mut PgConnection,
+    default: &str,
     from: NaiveDate,
     to: NaiveDate,
 ) -> Result<Vec<(NaiveDate, i64)>, DdlError> {
-    sqlx::query_as(
+    let sql = format!(
         "SELECT (ts AT TIME ZONE 'UTC')::date AS day, count(*)
-           FROM events_default
+           FROM {}
           WHERE ts >= ($1::date)::timestamp AT TIME ZONE 'UTC'
             AND ts < ($2::date + 1)::timestamp AT TIME ZONE 'UTC'
           GROUP BY 1
           ORDER BY 1",
-    )
-    .bind(from)
-    .bind(to)
-    .fetch_all(conn)
-    .await
-    .map_err(sql_error("looking for days in the default partition"))
+        quote_ident(default)
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(from)
+        .bind(to)
+        .fetch_all(conn)
+        .await
+        .map_err(sql_error("looking for days in the default partition"))
 }
 
 /// Daily partition tables that are no longer attached: what a pass that died

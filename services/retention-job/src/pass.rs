@@ -177,7 +177,13 @@ impl Job {
         let existing = schema::list_partitions(&self.pool)
             .await
             .map_err(PassError::List)?;
-        let stuck = partitions::days_in_default(conn, first_kept, horizon).await?;
+        let default = partitions::default_partition(conn).await?;
+        let stuck = match &default {
+            Some(default) => {
+                partitions::days_in_default(conn, default, first_kept, horizon).await?
+            }
+            None => Vec::new(),
+        };
         if dry {
             report.partitions_created = days(today, horizon)
                 .filter(|d| !existing.iter().any(|(_, e)| e == d))
@@ -232,11 +238,10 @@ impl Job {
         //    the kept partitions it has expired whole.
         for class in self.policy.classes() {
             let cutoff = class.cutoff(today);
-            let tables = std::iter::once("events_default").chain(policy::partitions_expired_for(
-                &fates.keep,
-                &class,
-                today,
-            ));
+            let tables = default
+                .iter()
+                .map(String::as_str)
+                .chain(policy::partitions_expired_for(&fates.keep, &class, today));
             for table in tables {
                 if shutdown.is_cancelled() {
                     return Err(ExpireError::Interrupted.into());
