@@ -91,11 +91,17 @@ pub async fn run(
     let mut scheduler = JobScheduler::new().await?;
     let job_id = scheduler.add(cron_job).await?;
     scheduler.start().await?;
-    let next = scheduler.next_tick_for_job(job_id).await.ok().flatten();
+    let next = scheduler
+        .next_tick_for_job(job_id)
+        .await
+        .ok()
+        .flatten()
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_default();
     tracing::info!(
         cron = cron.as_str(),
         listen = %listener.local_addr()?,
-        next_pass = ?next,
+        next_pass = %next,
         "retention passes scheduled"
     );
 
