@@ -11,7 +11,8 @@
 //! - [`backlog`]: stream length polling and the high-water mark;
 //! - [`rate_limit`]: local token buckets reconciled through Redis;
 //! - [`server`]: the hyper accept loop with timeouts and a connection cap;
-//! - [`metrics`]: the `eventline_ingest_*` metrics.
+//! - [`metrics`]: the `eventline_ingest_*` metrics;
+//! - [`fuzz_checks`]: the properties the fuzz targets check, replayed by tests.
 
 pub mod app;
 pub mod backlog;
@@ -20,6 +21,7 @@ pub mod body;
 pub mod circuit_breaker;
 pub mod config;
 pub mod error;
+pub mod fuzz_checks;
 pub mod metrics;
 pub mod publish;
 pub mod rate_limit;
