@@ -6,7 +6,7 @@ CARGO ?= cargo
 SCRIPTS := infrastructure/scripts
 
 .DEFAULT_GOAL := help
-.PHONY: help up down status test build fmt lint logs
+.PHONY: help up down status test build fmt lint logs check-deploy
 
 help: ## List the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-8s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -34,3 +34,6 @@ lint: ## Clippy with warnings as errors
 
 logs: ## Last 50 lines of each local-stack log
 	@if compgen -G '.run/logs/*.log' >/dev/null; then tail -n 50 .run/logs/*.log; else echo 'no logs yet: run make up'; fi
+
+check-deploy: ## Validate the Kubernetes manifests, compose file, Prometheus rules and dashboards
+	@$(SCRIPTS)/check-deploy.sh

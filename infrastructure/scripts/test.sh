@@ -74,6 +74,9 @@ run_checks() {
     step "cargo clippy --workspace --all-targets -- -D warnings"
     cargo clippy --workspace --all-targets -- -D warnings
 
+    step "deployment files (infrastructure/scripts/check-deploy.sh)"
+    "$EVENTLINE_ROOT/infrastructure/scripts/check-deploy.sh"
+
     if cargo nextest --version >/dev/null 2>&1; then
         step "cargo nextest run --workspace --no-fail-fast ${extra[*]}"
         cargo nextest run --workspace --no-fail-fast "${extra[@]}"

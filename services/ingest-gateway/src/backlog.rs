@@ -16,6 +16,9 @@ use crate::metrics::Metrics;
 #[derive(Debug)]
 pub struct Backlog {
     lengths: Vec<AtomicU64>,
+    /// Entries in the dead-letter stream, read in the same round trip: what
+    /// an operator alerts on.
+    dead_letters: AtomicU64,
     high_water: u64,
     refresh: Duration,
 }
@@ -24,6 +27,7 @@ impl Backlog {
     pub fn new(shards: u32, high_water: u64, refresh: Duration) -> Self {
         Self {
             lengths: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+            dead_letters: AtomicU64::new(0),
             high_water,
             refresh,
         }
@@ -43,6 +47,10 @@ impl Backlog {
             .iter()
             .map(|l| l.load(Ordering::Relaxed))
             .collect()
+    }
+
+    pub fn dead_letters(&self) -> u64 {
+        self.dead_letters.load(Ordering::Relaxed)
     }
 
     pub fn high_water(&self) -> u64 {

@@ -168,6 +168,7 @@ impl Gateway {
                 let body = serde_json::json!({
                     "stream_lengths": details_backlog.lengths(),
                     "stream_high_water": details_backlog.high_water(),
+                    "dead_letters": details_backlog.dead_letters(),
                     "over_high_water": details_backlog.is_over(),
                     "redis_breaker": details_breaker.state().as_str(),
                 });

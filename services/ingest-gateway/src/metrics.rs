@@ -17,6 +17,7 @@ pub struct Metrics {
     pub batch_size: Histogram,
     pub redis_duration: Histogram,
     pub stream_length: IntGaugeVec,
+    pub dead_letters: IntGauge,
     pub rate_limited: IntCounterVec,
     pub backpressured: IntCounter,
     pub auth_failures: IntCounterVec,
@@ -97,6 +98,13 @@ impl Metrics {
                         "Entries in each ingest stream shard, as last read.",
                     ),
                     &["shard"],
+                )?,
+            )?,
+            dead_letters: register(
+                registry,
+                IntGauge::new(
+                    "eventline_ingest_dead_letter_entries",
+                    "Entries in the dead-letter stream (events:dlq), as last read.",
                 )?,
             )?,
             rate_limited: register(
