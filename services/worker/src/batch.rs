@@ -180,7 +180,8 @@ async fn insert_bisecting(
     rows: &[EventRow],
 ) -> Vec<(usize, String)> {
     let mut refused = Vec::new();
-    let mut todo: Vec<Range<usize>> = Vec::from([0..rows.len()]);
+    let mut todo: Vec<Range<usize>> = Vec::with_capacity(16);
+    todo.push(0..rows.len());
     while let Some(range) = todo.pop() {
         if range.is_empty() {
             continue;
