@@ -54,7 +54,7 @@ pub struct WorkerArgs {
     #[arg(long, env = "STREAM_SHARDS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub stream_shards: u32,
     /// Most entries in one batch.
-    #[arg(long, env = "BATCH_SIZE", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=50_000))]
+    #[arg(long, env = "BATCH_SIZE", default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=50_000))]
     pub batch_size: u32,
     /// Longest wait, in milliseconds, for a batch to fill once its first entry arrived.
     #[arg(long, env = "FLUSH_INTERVAL_MS", value_name = "FLUSH_INTERVAL_MS", default_value = "100", value_parser = parse_millis)]

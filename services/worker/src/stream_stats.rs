@@ -39,6 +39,26 @@ pub async fn groups(
     Ok(groups.into_iter().filter_map(parse_group).collect())
 }
 
+/// An `XINFO` record (flat RESP2 array or RESP3 map) as text pairs.
+pub fn flat_pairs(value: Value) -> Vec<(String, String)> {
+    let pairs: Vec<(Value, Value)> = match value {
+        Value::Array(flat) => {
+            let mut it = flat.into_iter();
+            let mut pairs = Vec::new();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                pairs.push((k, v));
+            }
+            pairs
+        }
+        Value::Map(pairs) => pairs,
+        _ => Vec::new(),
+    };
+    pairs
+        .into_iter()
+        .filter_map(|(k, v)| Some((string(k)?, string(v)?)))
+        .collect()
+}
+
 fn parse_group(value: Value) -> Option<GroupInfo> {
     let pairs: Vec<(Value, Value)> = match value {
         Value::Array(flat) => {

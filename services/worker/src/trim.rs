@@ -8,6 +8,10 @@
 //! while we look (acks remove pending entries, deliveries move past the last
 //! delivered id), so an entry at or above the bound when it was computed is
 //! never deleted. With no group at all nothing is trimmed.
+//!
+//! The timer also forgets consumers of our group that hold nothing and have
+//! been silent for [`FORGET_CONSUMER_AFTER`]: default consumer names carry a
+//! pid, so every restart would otherwise leave one behind.
 
 use std::time::Duration;
 
@@ -64,6 +68,62 @@ pub async fn trim(state: &State, stream: &str) -> Result<u64, redis::RedisError>
     Ok(removed)
 }
 
+/// How long a consumer with no pending entry stays in the group unheard of.
+pub const FORGET_CONSUMER_AFTER: Duration = Duration::from_secs(3600);
+
+/// `XGROUP DELCONSUMER` for each consumer of our group with nothing pending
+/// and idle longer than [`FORGET_CONSUMER_AFTER`]. Deleting a consumer with
+/// no pending entry loses nothing.
+pub async fn forget_idle_consumers(state: &State, stream: &str) -> Result<u64, redis::RedisError> {
+    let mut conn = state.redis_conn().await?;
+    let reply: redis::Value = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(stream)
+        .arg(CONSUMER_GROUP)
+        .query_async(&mut conn)
+        .await?;
+    let redis::Value::Array(consumers) = reply else {
+        return Ok(0);
+    };
+    let mut forgotten = 0;
+    for consumer in consumers {
+        let info = stream_stats::flat_pairs(consumer);
+        let field = |name: &str| {
+            info.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let (Some(name), Some(pending), Some(idle)) =
+            (field("name"), field("pending"), field("idle"))
+        else {
+            continue;
+        };
+        let idle = Duration::from_millis(idle.parse().unwrap_or(0));
+        if pending == "0" && idle > FORGET_CONSUMER_AFTER && name != state.consumer {
+            // A worker reads at least every second, so one silent for an hour
+            // is gone and cannot read between XINFO and DELCONSUMER (which
+            // would drop what it read from the pending list).
+            let dropped: i64 = redis::cmd("XGROUP")
+                .arg("DELCONSUMER")
+                .arg(stream)
+                .arg(CONSUMER_GROUP)
+                .arg(name)
+                .query_async(&mut conn)
+                .await?;
+            if dropped > 0 {
+                tracing::error!(
+                    stream,
+                    consumer = name,
+                    dropped,
+                    "deleted a consumer that had pending entries"
+                );
+            }
+            forgotten += 1;
+        }
+    }
+    Ok(forgotten)
+}
+
 /// Every `TRIM_INTERVAL_MS`: trim every shard and refresh the gauges, until shutdown.
 pub async fn run(state: std::sync::Arc<State>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(state.config.trim_interval.max(Duration::from_millis(10)));
@@ -78,6 +138,9 @@ pub async fn run(state: std::sync::Arc<State>, shutdown: CancellationToken) {
             let stream = state.keys.stream(shard);
             if let Err(e) = trim(&state, &stream).await {
                 tracing::warn!(stream, error = %e, "cannot trim stream");
+            }
+            if let Err(e) = forget_idle_consumers(&state, &stream).await {
+                tracing::warn!(stream, error = %e, "cannot list the group's consumers");
             }
             let stats = async {
                 let mut conn = state.redis_conn().await?;
