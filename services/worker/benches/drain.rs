@@ -8,8 +8,9 @@
 //! ```
 //!
 //! `BENCH_EVENTS` (default 1,000,000) events; `BENCH_RUNS` a comma-separated
-//! list of `<method>:<workers>:<batch size>[:<batches in flight>]` (default
-//! `copy:1:5000,unnest:1:5000,copy:2:5000,copy:1:10000`). Each run gets a fresh
+//! list of `<method>:<workers>:<batch size>[:<batches in flight>]` or
+//! `insert:<method>:<batch size>` (the insert path alone, no Redis) (default
+//! `unnest:1:5000,unnest:2:5000,copy:1:5000,unnest:1:2000,unnest:1:5000`). Each run gets a fresh
 //! database and a fresh stream; the bare COPY runs first and last, and every
 //! rate is also printed as a ratio to their mean.
 
@@ -85,6 +86,27 @@ async fn bare_copy(events: &[EnrichedEvent]) -> f64 {
     }
     let n = copy.finish().await.expect("COPY ends");
     assert_eq!(n as usize, events.len());
+    events.len() as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The insert path alone (no Redis): `batch_insert::insert` of every row,
+/// `batch` rows per transaction, one after the other on one connection.
+async fn insert_only(events: &[EnrichedEvent], method: &str, batch: usize) -> f64 {
+    use clap::ValueEnum;
+    let method = worker::config::InsertMethod::from_str(method, true).expect("copy or unnest");
+    let db = TestDatabase::migrated().await;
+    let today = Utc::now().date_naive();
+    eventline_shared::schema::ensure_partitions(&db.pool, today.pred_opt().unwrap_or(today), today)
+        .await
+        .expect("partitions");
+    let rows: Vec<EventRow> = events.iter().cloned().map(EventRow::new).collect();
+    let start = Instant::now();
+    for chunk in rows.chunks(batch) {
+        let n = worker::batch_insert::insert(&db.pool, method, chunk)
+            .await
+            .expect("insert");
+        assert_eq!(n as usize, chunk.len());
+    }
     events.len() as f64 / start.elapsed().as_secs_f64()
 }
 
@@ -190,8 +212,9 @@ async fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
-    let runs = std::env::var("BENCH_RUNS")
-        .unwrap_or_else(|_| "copy:1:5000,unnest:1:5000,copy:2:5000,copy:1:10000".into());
+    let runs = std::env::var("BENCH_RUNS").unwrap_or_else(|_| {
+        "unnest:1:5000,unnest:2:5000,copy:1:5000,unnest:1:2000,unnest:1:5000".into()
+    });
     eprintln!("generating {n} events");
     let events = events(n);
 
@@ -200,6 +223,12 @@ async fn main() {
     let mut results = Vec::new();
     for run in runs.split(',') {
         let parts: Vec<&str> = run.split(':').collect();
+        if let ["insert", method, batch] = parts[..] {
+            let rate = insert_only(&events, method, batch.parse().expect("batch size")).await;
+            println!("insert only {method:>6}, batch {batch:>5}: {rate:>9.0} rows/s");
+            results.push((run.to_owned(), rate));
+            continue;
+        }
         let (method, workers, batch, in_flight) = match parts[..] {
             [m, w, b] => (m, w, b, "2"),
             [m, w, b, f] => (m, w, b, f),
