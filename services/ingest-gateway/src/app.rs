@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json};
 use chrono::Utc;
+use eventline_shared::EnrichedEvent;
 use eventline_shared::api_key::{Authenticated, Scope};
 use eventline_shared::health::Health;
 use eventline_shared::key_store::{KeyStore, presented_key};
@@ -202,6 +203,23 @@ impl AppState {
             .inc();
     }
 
+    async fn read_body(&self, headers: &HeaderMap, body: Body) -> Result<bytes::Bytes, ApiError> {
+        body::read(
+            headers,
+            body,
+            self.http.max_body_bytes,
+            self.http.body_read_timeout,
+        )
+        .await
+    }
+
+    fn encode(&self, event: &EnrichedEvent) -> Result<Encoded, ApiError> {
+        Encoded::new(event, self.publisher.shards()).map_err(|error| {
+            tracing::error!(%error, "cannot encode an event");
+            ApiError::Internal
+        })
+    }
+
     async fn publish(&self, encoded: &[Encoded]) -> Result<(), ApiError> {
         self.publisher.publish(encoded).await.map_err(|e| match e {
             PublishError::BreakerOpen { retry_after } => ApiError::Unavailable { retry_after },
@@ -228,13 +246,7 @@ async fn ingest_one(
 ) -> Result<Response, ApiError> {
     let identity = state.admit(&headers, peer)?;
     body::check_single(&headers)?;
-    let bytes = body::read(
-        &headers,
-        body,
-        state.http.max_body_bytes,
-        state.http.body_read_timeout,
-    )
-    .await?;
+    let bytes = state.read_body(&headers, body).await?;
     let now = Utc::now();
     let mut event = validate::parse_event(&bytes, &state.limits, now).map_err(|e| {
         state.reject(e.code.as_str());
@@ -262,10 +274,7 @@ async fn ingest_one(
     state.limit_key(identity.as_ref(), 1)?;
     let enriched = event.enrich(now, Some(request_id.0));
     let id = enriched.id;
-    let encoded = Encoded::new(&enriched, state.publisher.shards()).map_err(|error| {
-        tracing::error!(%error, "cannot encode an event");
-        ApiError::Internal
-    })?;
+    let encoded = state.encode(&enriched)?;
     state.publish(std::slice::from_ref(&encoded)).await?;
     state.metrics.events_accepted.inc();
     Ok((
@@ -288,18 +297,11 @@ async fn ingest_batch(
 ) -> Result<Response, ApiError> {
     let identity = state.admit(&headers, peer)?;
     let format = body::check_batch(&headers)?;
-    let bytes = body::read(
-        &headers,
-        body,
-        state.http.max_body_bytes,
-        state.http.body_read_timeout,
-    )
-    .await?;
+    let bytes = state.read_body(&headers, body).await?;
     let items = batch::split(&bytes, format, state.http.max_batch_events as usize)?;
     state.metrics.batch_size.observe(items.len() as f64);
 
     let now = Utc::now();
-    let shards = state.publisher.shards();
     let mut ids = Vec::with_capacity(items.len());
     let mut encoded = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
@@ -310,10 +312,7 @@ async fn ingest_batch(
             Ok(event) => {
                 let enriched = event.enrich(now, Some(request_id.0.clone()));
                 ids.push(enriched.id);
-                encoded.push(Encoded::new(&enriched, shards).map_err(|error| {
-                    tracing::error!(%error, "cannot encode an event");
-                    ApiError::Internal
-                })?);
+                encoded.push(state.encode(&enriched)?);
             }
             Err(e) => {
                 state.reject(e.code.as_str());
