@@ -4,6 +4,7 @@
 //! - [`validate`]: the contract's event rules, with errors naming the field;
 //! - [`stream_codec`]: the stream entry format (version + MessagePack);
 //! - [`redis_keys`]: every Redis key name, and the shard of an event;
+//! - [`circuit_breaker`]: failing fast (or waiting) while a dependency fails;
 //! - [`config`]: clap pieces for Redis, PostgreSQL and logging;
 //! - [`telemetry`]: the tracing subscriber (pretty or JSON);
 //! - [`request_id`]: `X-Request-Id` in, out, and in every log line;
@@ -19,6 +20,7 @@
 //! - `testkit` (feature `testkit`): isolated databases and key prefixes for tests.
 
 pub mod api_key;
+pub mod circuit_breaker;
 pub mod config;
 pub mod event;
 pub mod health;

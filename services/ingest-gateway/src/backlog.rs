@@ -10,8 +10,8 @@ use std::time::Duration;
 use eventline_shared::redis_keys::RedisKeys;
 use tokio_util::sync::CancellationToken;
 
-use crate::circuit_breaker::CircuitBreaker;
 use crate::metrics::Metrics;
+use eventline_shared::circuit_breaker::CircuitBreaker;
 
 #[derive(Debug)]
 pub struct Backlog {
@@ -106,7 +106,7 @@ impl Backlog {
             }
             match self.refresh_once(&pool, &keys).await {
                 Ok(()) => {
-                    breaker.record_success();
+                    breaker.success();
                     for (shard, len) in self.lengths().into_iter().enumerate() {
                         metrics
                             .stream_length
@@ -115,13 +115,10 @@ impl Backlog {
                     }
                 }
                 Err(error) => {
-                    breaker.record_failure();
+                    breaker.failure();
                     tracing::warn!(%error, "cannot read the stream length");
                 }
             }
-            metrics.breaker_open.set(i64::from(
-                breaker.state() != crate::circuit_breaker::State::Closed,
-            ));
         }
     }
 }

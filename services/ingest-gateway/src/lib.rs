@@ -7,7 +7,6 @@
 //! - [`body`]: content types, size and time limits, gzip;
 //! - [`batch`]: splitting a batch body into events;
 //! - [`publish`]: XADD / MULTI pipelines over auto-reconnecting connections;
-//! - [`circuit_breaker`]: failing fast while Redis fails;
 //! - [`backlog`]: stream length polling and the high-water mark;
 //! - [`rate_limit`]: local token buckets reconciled through Redis;
 //! - [`server`]: the hyper accept loop with timeouts and a connection cap;
@@ -18,7 +17,6 @@ pub mod app;
 pub mod backlog;
 pub mod batch;
 pub mod body;
-pub mod circuit_breaker;
 pub mod config;
 pub mod error;
 pub mod fuzz_checks;
@@ -43,10 +41,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::app::AppState;
 use crate::backlog::Backlog;
-use crate::circuit_breaker::CircuitBreaker;
 use crate::config::{Config, ConfigError};
 use crate::publish::Publisher;
 use crate::rate_limit::{Rate, RateLimiter};
+use eventline_shared::circuit_breaker::CircuitBreaker;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -84,8 +82,10 @@ impl Gateway {
         let pool = redis_pool::connect(&config.redis).await?;
         let keys = RedisKeys::new(config.redis.redis_key_prefix.clone());
         let breaker = Arc::new(CircuitBreaker::new(
+            "redis",
             config.stream.breaker_failures,
             config.stream.breaker_cooldown,
+            Some(metrics.breaker_open.clone()),
         ));
         let publisher = Publisher::connect(
             &config.redis,

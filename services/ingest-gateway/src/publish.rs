@@ -16,8 +16,8 @@ use eventline_shared::redis_keys::{RedisKeys, shard_of};
 use eventline_shared::stream_codec::{self, FIELD_EVENT, FIELD_VERSION, FORMAT_VERSION_STR};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use crate::circuit_breaker::CircuitBreaker;
 use crate::metrics::Metrics;
+use eventline_shared::circuit_breaker::CircuitBreaker;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -116,11 +116,11 @@ impl Publisher {
             .observe(started.elapsed().as_secs_f64());
         match result {
             Ok(()) => {
-                self.breaker.record_success();
+                self.breaker.success();
                 Ok(())
             }
             Err(e) => {
-                self.breaker.record_failure();
+                self.breaker.failure();
                 Err(e.into())
             }
         }

@@ -113,7 +113,7 @@ impl Reader<'_> {
     async fn next_batch(&mut self, shutdown: &CancellationToken) -> Result<Vec<Entry>, ReadError> {
         let state = self.state;
         if Instant::now() >= self.next_claim
-            && state.breaker.state() == crate::breaker::BreakerState::Closed
+            && state.breaker.state() == eventline_shared::circuit_breaker::BreakerState::Closed
         {
             let (entries, cursor) =
                 claim::claim_idle(state, self.stream, &self.claim_cursor).await?;

@@ -11,13 +11,12 @@
 //! - [`claim`]: XAUTOCLAIM of entries whose consumer died;
 //! - [`trim`]: XTRIM MINID below what any group still needs;
 //! - [`stream_stats`], [`stream_reply`]: reading stream state and replies;
-//! - [`retry`], [`breaker`]: backoff with jitter, the database circuit breaker;
+//! - [`retry`]: backoff with jitter (the database circuit breaker is the shared one);
 //! - [`metrics`]: the `eventline_worker_…` metrics;
 //! - [`failpoint`]: crash points for the crash tests (feature `failpoints` only).
 
 pub mod batch;
 pub mod batch_insert;
-pub mod breaker;
 pub mod claim;
 pub mod config;
 pub mod consume;
@@ -46,9 +45,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::breaker::Breaker;
 use crate::config::{Config, WorkerArgs};
 use crate::metrics::Metrics;
+use eventline_shared::circuit_breaker::CircuitBreaker;
 
 /// Name of this component in logs, metrics and `pg_stat_activity`.
 pub const COMPONENT: &str = "worker";
@@ -84,7 +83,7 @@ pub struct State {
     pub redis_blocking: deadpool_redis::Pool,
     pub pg: PgPool,
     pub metrics: Metrics,
-    pub breaker: Breaker,
+    pub breaker: CircuitBreaker,
 }
 
 impl State {
@@ -124,10 +123,11 @@ impl Worker {
         if !created.is_empty() {
             tracing::info!(?created, "created daily partitions");
         }
-        let breaker = Breaker::new(
+        let breaker = CircuitBreaker::new(
+            "postgres",
             config.worker.breaker_failures,
             config.worker.breaker_open,
-            metrics.breaker_open.clone(),
+            Some(metrics.breaker_open.clone()),
         );
         let state = Arc::new(State {
             consumer: config.worker.consumer_name(),
