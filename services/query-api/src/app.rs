@@ -175,7 +175,7 @@ pub fn router(state: Shared, health: &Health) -> Router {
 }
 
 async fn no_route() -> ApiError {
-    ApiError::NotFound("route")
+    ApiError::NoRoute
 }
 
 /// Checks the presented key for the route's scope; an `admin` key may also

@@ -168,10 +168,15 @@ async fn range(
 
 /// `GET /v1/dlq?limit=&cursor=`: dead letters, oldest first, with why they
 /// failed and the event when it decodes.
-pub async fn list(State(state): State<Shared>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub async fn list(
+    State(state): State<Shared>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let params = Params::parse(raw.as_deref())?;
     params.only(&["limit", "cursor"], false)?;
-    let limit = params.number("limit", 1..=MAX_LIMIT)?.unwrap_or(DEFAULT_LIMIT) as usize;
+    let limit = params
+        .number("limit", 1..=MAX_LIMIT)?
+        .unwrap_or(DEFAULT_LIMIT) as usize;
     let cursor = params.single("cursor")?;
     if let Some(c) = cursor
         && !valid_entry_id(c)
@@ -408,7 +413,11 @@ mod tests {
             br#"{"id":["1-0"]}"#,
             b"not json",
         ] {
-            assert!(parse_replay(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                parse_replay(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 }

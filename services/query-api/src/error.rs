@@ -25,6 +25,8 @@ pub enum ApiError {
     MissingScope(&'static str),
     #[error("{0} not found")]
     NotFound(&'static str),
+    #[error("no such route")]
+    NoRoute,
     #[error("too many live tails are open; retry later")]
     TooManyTails,
     #[error("the database did not answer in time; retry later")]
@@ -50,7 +52,7 @@ impl ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::MissingKey | ApiError::UnknownKey => StatusCode::UNAUTHORIZED,
             ApiError::MissingScope(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::NoRoute => StatusCode::NOT_FOUND,
             ApiError::TooManyTails => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -65,6 +67,7 @@ impl ApiError {
             ApiError::UnknownKey => "invalid_api_key",
             ApiError::MissingScope(_) => "insufficient_scope",
             ApiError::NotFound(_) => "not_found",
+            ApiError::NoRoute => "no_route",
             ApiError::TooManyTails => "too_many_tails",
             ApiError::Timeout => "timeout",
             ApiError::Unavailable(_) => "unavailable",

@@ -77,7 +77,9 @@ impl EventRow {
             service: self.service,
             message: self.message,
             timestamp: self.ts.to_rfc3339_opts(SecondsFormat::Millis, true),
-            ingested_at: self.ingested_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+            ingested_at: self
+                .ingested_at
+                .to_rfc3339_opts(SecondsFormat::Micros, true),
             event_id: self.event_id,
             // PostgreSQL's jsonb text is valid JSON; a failure would be a
             // server bug, and dropping the field beats failing the page.
@@ -95,7 +97,10 @@ struct Page {
 }
 
 /// `GET /v1/events`.
-pub async fn list(State(state): State<Shared>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub async fn list(
+    State(state): State<Shared>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let limits = EventLimits {
         max_range: state.query.max_query_range(),
         max_services: state.query.max_services as usize,
@@ -234,7 +239,10 @@ fn page_sql(query: &EventQuery, services: &[String]) -> QueryBuilder<Postgres> {
 }
 
 /// `GET /v1/events/{id}`.
-pub async fn one(State(state): State<Shared>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn one(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let id = Uuid::parse_str(&id)
         .map_err(|_| ApiError::bad("invalid_id", "id", "an event id is a UUID"))?;
     let row: Option<EventRow> = state
@@ -244,8 +252,8 @@ pub async fn one(State(state): State<Shared>, Path(id): Path<String>) -> Result<
                 "SELECT id, service, message, ts, ingested_at, event_id, metadata::text AS metadata
                    FROM events WHERE id = $1 LIMIT 1",
             )
-                .bind(id)
-                .fetch_optional(&state.pg),
+            .bind(id)
+            .fetch_optional(&state.pg),
         )
         .await?;
     let row = row.ok_or(ApiError::NotFound("event"))?;

@@ -158,13 +158,7 @@ pub async fn run(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "query-api listening");
     }
-    server::serve(
-        listener,
-        api.router,
-        shutdown,
-        config.listen.shutdown_grace,
-    )
-    .await?;
+    server::serve(listener, api.router, shutdown, config.listen.shutdown_grace).await?;
     shutdown::drain(&api.tasks, config.listen.shutdown_grace).await;
     tracing::info!("query-api stopped");
     Ok(())

@@ -395,7 +395,10 @@ mod tests {
         let schemas = doc["components"]["schemas"].as_object().unwrap();
         for part in text.split("#/components/schemas/").skip(1) {
             let name: String = part.chars().take_while(|c| c.is_alphanumeric()).collect();
-            assert!(schemas.contains_key(&name), "{name} is referenced but not defined");
+            assert!(
+                schemas.contains_key(&name),
+                "{name} is referenced but not defined"
+            );
         }
         for (method, path, tags) in operations(doc) {
             assert!(!tags.is_empty(), "{method} {path} names no service");

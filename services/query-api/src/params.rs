@@ -125,7 +125,9 @@ impl Params {
                         ApiError::bad(
                             "invalid_time",
                             name,
-                            format!("`{name}` must be an RFC 3339 time such as 2026-11-23T03:12:00Z"),
+                            format!(
+                                "`{name}` must be an RFC 3339 time such as 2026-11-23T03:12:00Z"
+                            ),
                         )
                     })
             })
@@ -362,8 +364,11 @@ impl EventQuery {
 
         let fingerprint = Fingerprint::of(&[
             &services.join(","),
-            &from.map(|t| t.timestamp_micros().to_string()).unwrap_or_default(),
-            &to.map(|t| t.timestamp_micros().to_string()).unwrap_or_default(),
+            &from
+                .map(|t| t.timestamp_micros().to_string())
+                .unwrap_or_default(),
+            &to.map(|t| t.timestamp_micros().to_string())
+                .unwrap_or_default(),
             order.as_str(),
             &metadata
                 .iter()

@@ -159,7 +159,10 @@ struct Stats {
 }
 
 /// `GET /v1/stats?from=&to=&service=`.
-pub async fn stats(State(state): State<Shared>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub async fn stats(
+    State(state): State<Shared>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let now = Utc::now();
     let query = StatsQuery::parse(
         raw.as_deref(),

@@ -34,7 +34,10 @@ const BLOCK: Duration = Duration::from_secs(5);
 const READ_COUNT: usize = 200;
 
 /// `GET /v1/tail`.
-pub async fn tail(State(state): State<Shared>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub async fn tail(
+    State(state): State<Shared>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let params = Params::parse(raw.as_deref())?;
     params.only(&["service"], false)?;
     let services = params.services(state.query.max_services as usize)?;
@@ -63,7 +66,9 @@ pub async fn tail(State(state): State<Shared>, RawQuery(raw): RawQuery) -> Resul
     };
     state.tasks.spawn(reader.run());
     let events = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|event| (Ok::<_, Infallible>(event), rx))
+        rx.recv()
+            .await
+            .map(|event| (Ok::<_, Infallible>(event), rx))
     });
     Ok(Sse::new(events)
         .keep_alive(
