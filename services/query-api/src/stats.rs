@@ -4,8 +4,9 @@
 //!
 //! Invariants: these routes never scan `events` (only `/v1/services` reads
 //! one index entry per service for its last-seen time, in the one partition
-//! that holds it); answers are reused for `STATS_CACHE_MS`, so a dashboard
-//! polling many times a second costs one query per interval.
+//! that holds it); answers are reused for `STATS_CACHE_MS`, and once expired
+//! recomputed by one request while the others still get the previous one,
+//! so dashboards polling many times a second cost one query per interval.
 //!
 //! The rollup counts whole hours, so windows are widened to whole hours;
 //! the "recent" figures are whole hours too: `current_hour` (so far),
@@ -37,11 +38,25 @@ pub fn hour_start(t: DateTime<Utc>) -> Option<DateTime<Utc>> {
 /// Most answers kept; beyond it the cache starts over (its entries live a
 /// second anyway).
 const CACHE_ENTRIES: usize = 1024;
+/// An expired answer is still served while one request refreshes it, but
+/// never once it is this many TTLs old (the refreshes keep failing).
+const MAX_STALE_TTLS: u32 = 10;
+/// A refresh not finished after this long (its request was dropped) may be
+/// taken over by the next request.
+const REFRESH_TAKEOVER: Duration = Duration::from_secs(5);
 
-/// Short-lived answers by request, JSON bytes ready to send.
+/// Short-lived answers by request, JSON bytes ready to send. When an answer
+/// expires, the first request recomputes it and the others get the expired
+/// one meanwhile, so expiry never makes every concurrent caller query.
 pub struct StatsCache {
     ttl: Duration,
-    entries: Mutex<HashMap<CacheKey, (Instant, Bytes)>>,
+    entries: Mutex<HashMap<CacheKey, CacheEntry>>,
+}
+
+struct CacheEntry {
+    at: Instant,
+    body: Bytes,
+    refreshing: Option<Instant>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -61,6 +76,14 @@ impl CacheKey {
     }
 }
 
+enum Lookup {
+    /// Fresh, or expired while someone else refreshes it.
+    Use(Bytes),
+    /// Expired: this caller refreshes it; the body is the fallback.
+    Refresh(Bytes),
+    Miss,
+}
+
 impl StatsCache {
     pub fn new(ttl: Duration) -> Self {
         Self {
@@ -69,15 +92,28 @@ impl StatsCache {
         }
     }
 
-    fn get(&self, key: &CacheKey) -> Option<Bytes> {
+    fn lookup(&self, key: &CacheKey) -> Lookup {
         if self.ttl.is_zero() {
-            return None;
+            return Lookup::Miss;
         }
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries
-            .get(key)
-            .filter(|(at, _)| at.elapsed() < self.ttl)
-            .map(|(_, body)| body.clone())
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(entry) = entries.get_mut(key) else {
+            return Lookup::Miss;
+        };
+        let age = entry.at.elapsed();
+        if age < self.ttl {
+            return Lookup::Use(entry.body.clone());
+        }
+        if age > self.ttl * MAX_STALE_TTLS {
+            return Lookup::Miss;
+        }
+        match entry.refreshing {
+            Some(since) if since.elapsed() < REFRESH_TAKEOVER => Lookup::Use(entry.body.clone()),
+            _ => {
+                entry.refreshing = Some(Instant::now());
+                Lookup::Refresh(entry.body.clone())
+            }
+        }
     }
 
     fn put(&self, key: CacheKey, body: Bytes) {
@@ -85,14 +121,29 @@ impl StatsCache {
             return;
         }
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= CACHE_ENTRIES {
-            let ttl = self.ttl;
-            entries.retain(|_, (at, _)| at.elapsed() < ttl);
+        if entries.len() >= CACHE_ENTRIES && !entries.contains_key(&key) {
+            let keep = self.ttl * MAX_STALE_TTLS;
+            entries.retain(|_, e| e.at.elapsed() < keep);
             if entries.len() >= CACHE_ENTRIES {
                 entries.clear();
             }
         }
-        entries.insert(key, (Instant::now(), body));
+        entries.insert(
+            key,
+            CacheEntry {
+                at: Instant::now(),
+                body,
+                refreshing: None,
+            },
+        );
+    }
+
+    /// A refresh failed: let the next request try again.
+    fn refresh_failed(&self, key: &CacheKey) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = entries.get_mut(key) {
+            entry.refreshing = None;
+        }
     }
 }
 
@@ -103,23 +154,40 @@ async fn cached<T: Serialize>(
     compute: impl Future<Output = Result<T, ApiError>>,
 ) -> Result<Response, ApiError> {
     let name = key.name();
-    let body = match state.stats_cache.get(&key) {
-        Some(body) => {
+    let cache = &state.stats_cache;
+    let fallback = match cache.lookup(&key) {
+        Lookup::Use(body) => {
             state.metrics.cache.with_label_values(&[name, "hit"]).inc();
-            body
+            return Ok(json_bytes(body));
         }
-        None => {
-            state.metrics.cache.with_label_values(&[name, "miss"]).inc();
-            let value = compute.await?;
-            let body = Bytes::from(serde_json::to_vec(&value).map_err(|error| {
+        Lookup::Refresh(body) => Some(body),
+        Lookup::Miss => None,
+    };
+    state.metrics.cache.with_label_values(&[name, "miss"]).inc();
+    let computed = compute.await.and_then(|value| {
+        serde_json::to_vec(&value)
+            .map(Bytes::from)
+            .map_err(|error| {
                 tracing::error!(%error, "cannot serialize stats");
                 ApiError::Internal
-            })?);
-            state.stats_cache.put(key, body.clone());
-            body
+            })
+    });
+    match (computed, fallback) {
+        (Ok(body), _) => {
+            cache.put(key, body.clone());
+            Ok(json_bytes(body))
         }
-    };
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+        (Err(error), Some(stale)) => {
+            tracing::warn!(%error, cache = name, "refresh failed; serving the previous answer");
+            cache.refresh_failed(&key);
+            Ok(json_bytes(stale))
+        }
+        (Err(error), None) => Err(error),
+    }
+}
+
+fn json_bytes(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -365,14 +433,24 @@ mod tests {
     }
 
     #[test]
-    fn cache_expires() {
+    fn one_caller_refreshes_an_expired_answer_the_others_get_it_meanwhile() {
+        let key = CacheKey::Services;
         let cache = StatsCache::new(Duration::from_millis(50));
-        cache.put(CacheKey::Services, Bytes::from_static(b"{}"));
-        assert!(cache.get(&CacheKey::Services).is_some());
+        assert!(matches!(cache.lookup(&key), Lookup::Miss));
+        cache.put(key.clone(), Bytes::from_static(b"{}"));
+        assert!(matches!(cache.lookup(&key), Lookup::Use(_)));
         std::thread::sleep(Duration::from_millis(60));
-        assert!(cache.get(&CacheKey::Services).is_none());
+        assert!(matches!(cache.lookup(&key), Lookup::Refresh(_)));
+        assert!(matches!(cache.lookup(&key), Lookup::Use(_)));
+        cache.refresh_failed(&key);
+        assert!(matches!(cache.lookup(&key), Lookup::Refresh(_)));
+        cache.put(key.clone(), Bytes::from_static(b"{}"));
+        assert!(matches!(cache.lookup(&key), Lookup::Use(_)));
+        // Far too old to serve.
+        std::thread::sleep(Duration::from_millis(550));
+        assert!(matches!(cache.lookup(&key), Lookup::Miss));
         let off = StatsCache::new(Duration::ZERO);
-        off.put(CacheKey::Services, Bytes::from_static(b"{}"));
-        assert!(off.get(&CacheKey::Services).is_none());
+        off.put(key.clone(), Bytes::from_static(b"{}"));
+        assert!(matches!(off.lookup(&key), Lookup::Miss));
     }
 }
