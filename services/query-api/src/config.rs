@@ -1,0 +1,133 @@
+//! The query-api's configuration: every flag with an environment variable,
+//! checked before anything is bound or connected.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use eventline_shared::api_key::KeyPepper;
+use eventline_shared::config::{
+    DatabaseArgs, RedisArgs, TelemetryArgs, parse_millis, parse_seconds,
+};
+use eventline_shared::server::ListenArgs;
+
+pub const DEFAULT_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 8081);
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "query-api", version, about = "eventline's HTTP query API")]
+pub struct Config {
+    #[command(flatten)]
+    pub listen: ListenArgs,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+    #[command(flatten)]
+    pub query: QueryArgs,
+    #[command(flatten)]
+    pub stream: StreamArgs,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct QueryArgs {
+    /// Widest `from`..`to` window of one query, in days: a wider one is a
+    /// 400, not a slow query.
+    #[arg(long, env = "MAX_QUERY_RANGE_DAYS", default_value_t = 31, value_parser = clap::value_parser!(u32).range(1..=3660))]
+    pub max_query_range_days: u32,
+    /// Longest any one database call may take, in milliseconds; also caps
+    /// the sessions' `statement_timeout`, so the server gives up too.
+    #[arg(long, env = "QUERY_TIMEOUT_MS", value_name = "QUERY_TIMEOUT_MS", default_value = "5000", value_parser = parse_millis)]
+    pub query_timeout: Duration,
+    /// How long `/v1/stats` and `/v1/services` answers are reused, in
+    /// milliseconds; 0 turns the cache off.
+    #[arg(long, env = "STATS_CACHE_MS", value_name = "STATS_CACHE_MS", default_value = "1000", value_parser = parse_millis)]
+    pub stats_cache: Duration,
+    /// Most rows `page`/`pageSize` may skip (an OFFSET): beyond it, clients
+    /// must follow `next_cursor`.
+    #[arg(long, env = "MAX_PAGE_OFFSET", default_value_t = 1000)]
+    pub max_page_offset: u32,
+    /// Most `service` values in one query.
+    #[arg(long, env = "MAX_SERVICES_PER_QUERY", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_services: u32,
+    /// Live tails (`/v1/tail`) open at once; each holds one Redis connection.
+    #[arg(long, env = "MAX_TAILS", default_value_t = 64)]
+    pub max_tails: usize,
+    /// Interval of the SSE heartbeat comment, in milliseconds.
+    #[arg(long, env = "TAIL_HEARTBEAT_MS", value_name = "TAIL_HEARTBEAT_MS", default_value = "15000", value_parser = parse_millis)]
+    pub tail_heartbeat: Duration,
+    /// Most dead letters one `POST /v1/dlq/replay` with `"all": true` replays.
+    #[arg(long, env = "MAX_REPLAY", default_value_t = 10_000)]
+    pub max_replay: usize,
+}
+
+impl QueryArgs {
+    pub fn max_query_range(&self) -> chrono::TimeDelta {
+        chrono::TimeDelta::days(i64::from(self.max_query_range_days))
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct StreamArgs {
+    /// Ingest stream shards, `events:{0..N-1}` (as the gateway's): replays
+    /// go to the event's shard, tails read every shard.
+    #[arg(long, env = "STREAM_SHARDS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub stream_shards: u32,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuthArgs {
+    /// Require an API key with the `query` scope (`admin` for the DLQ).
+    /// `false` is for local experiments only.
+    #[arg(long, env = "AUTH_REQUIRED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auth_required: bool,
+    /// The server-side secret API keys are hashed with (required with auth).
+    #[arg(long, env = "KEY_PEPPER", hide_env_values = true)]
+    pub key_pepper: Option<KeyPepper>,
+    /// How often the key table is reloaded, in seconds.
+    #[arg(long, env = "KEY_CACHE_TTL_SECONDS", value_name = "KEY_CACHE_TTL_SECONDS", default_value = "10", value_parser = parse_seconds)]
+    pub key_cache_ttl: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "KEY_PEPPER is required when AUTH_REQUIRED is true (generate one with `openssl rand -hex 32`)"
+    )]
+    MissingPepper,
+    #[error("QUERY_TIMEOUT_MS must be at least 1")]
+    ZeroQueryTimeout,
+}
+
+impl Config {
+    /// Checks rules that involve several values.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.auth.auth_required && self.auth.key_pepper.is_none() {
+            return Err(ConfigError::MissingPepper);
+        }
+        if self.query.query_timeout.is_zero() {
+            return Err(ConfigError::ZeroQueryTimeout);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_checks() {
+        let config = Config::try_parse_from(["query-api", "--auth-required", "false"]).unwrap();
+        assert!(config.check().is_ok());
+        assert_eq!(config.query.max_query_range(), chrono::TimeDelta::days(31));
+        let config = Config::try_parse_from(["query-api"]).unwrap();
+        assert!(matches!(config.check(), Err(ConfigError::MissingPepper)));
+        let err = Config::try_parse_from(["query-api", "--query-timeout", "soon"]).unwrap_err();
+        assert!(err.to_string().contains("QUERY_TIMEOUT_MS"), "{err}");
+    }
+}

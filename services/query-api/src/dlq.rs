@@ -1,0 +1,423 @@
+//! `GET /v1/dlq` and `POST /v1/dlq/replay`: the dead letters the workers set
+//! aside (`events:dlq`), and putting them back on the ingest stream.
+//!
+//! Invariant: a replay is atomic per entry (one Lua script): the dead letter
+//! still exists, its event goes back on its shard as a *new* entry with the
+//! original `v`/`e` fields, and the dead letter is deleted — all or nothing.
+//! Because the new entry has a new id, the old entry's dedup claim
+//! (`dedup:{key}`, holding the old entry id) is released in the same script
+//! (the contract's step 7); a claim held by a *different* entry is kept, so
+//! an event stored since then is recognised as a duplicate, not stored twice.
+//! An entry whose event cannot be decoded is not replayed (the worker would
+//! only dead-letter it again) and stays in the DLQ for inspection.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use eventline_shared::EnrichedEvent;
+use eventline_shared::redis_keys::shard_of;
+use eventline_shared::stream_codec::{self, FIELD_EVENT, FIELD_VERSION};
+use redis::Value;
+use redis::streams::{StreamId, StreamRangeReply};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::app::{AppState, Shared};
+use crate::error::ApiError;
+use crate::params::Params;
+
+/// Default and largest page of `GET /v1/dlq`.
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 500;
+/// Most ids in one replay request.
+const MAX_REPLAY_IDS: usize = 1000;
+
+/// KEYS: the DLQ, the target stream, the dedup claim.
+/// ARGV: the dead letter's id, `v`, `e`, the original entry id ("" when the
+/// dead letter does not say).
+const REPLAY_SCRIPT: &str = r"
+if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) == 0 then
+  return false
+end
+local claim = redis.call('GET', KEYS[3])
+if claim and (ARGV[4] == '' or claim == ARGV[4]) then
+  redis.call('DEL', KEYS[3])
+end
+local id = redis.call('XADD', KEYS[2], '*', 'v', ARGV[2], 'e', ARGV[3])
+redis.call('XDEL', KEYS[1], ARGV[1])
+return id
+";
+
+async fn conn(state: &AppState) -> Result<deadpool_redis::Connection, ApiError> {
+    state.redis.get().await.map_err(ApiError::from_redis)
+}
+
+/// Entries in the DLQ.
+pub async fn length(state: &AppState) -> Result<u64, ApiError> {
+    let mut conn = conn(state).await?;
+    redis::cmd("XLEN")
+        .arg(state.keys.dlq())
+        .query_async(&mut conn)
+        .await
+        .map_err(ApiError::from_redis)
+}
+
+fn text(entry: &StreamId, field: &str) -> Option<String> {
+    match entry.map.get(field)? {
+        Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn raw<'a>(entry: &'a StreamId, field: &str) -> Option<&'a [u8]> {
+    match entry.map.get(field)? {
+        Value::BulkString(bytes) => Some(bytes),
+        _ => None,
+    }
+}
+
+fn decode(entry: &StreamId) -> Result<EnrichedEvent, stream_codec::DecodeError> {
+    stream_codec::decode(raw(entry, FIELD_VERSION), raw(entry, FIELD_EVENT))
+}
+
+/// A stream entry id, `<ms>-<seq>`.
+fn valid_entry_id(id: &str) -> bool {
+    let mut parts = id.split('-');
+    matches!(
+        (parts.next(), parts.next(), parts.next()),
+        (Some(ms), Some(seq), None)
+            if !ms.is_empty() && !seq.is_empty() && ms.len() <= 20 && seq.len() <= 20
+                && ms.bytes().chain(seq.bytes()).all(|b| b.is_ascii_digit())
+    )
+}
+
+#[derive(Serialize)]
+struct DeadLetterOut {
+    id: String,
+    reason: Option<String>,
+    error: Option<String>,
+    first_failure: Option<String>,
+    last_failure: Option<String>,
+    deliveries: Option<u64>,
+    source_stream: Option<String>,
+    source_id: Option<String>,
+    /// The event, when the entry decodes.
+    event: Option<serde_json::Value>,
+    /// Why the entry does not decode (it cannot be replayed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decode_error: Option<String>,
+}
+
+fn event_json(event: &EnrichedEvent) -> serde_json::Value {
+    let metadata = event
+        .metadata
+        .as_deref()
+        .and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok());
+    json!({
+        "id": event.id,
+        "service": event.service,
+        "message": event.message,
+        "timestamp": event.ts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "ingested_at": event.ingested_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "event_id": event.event_id,
+        "metadata": metadata,
+        "request_id": event.request_id,
+    })
+}
+
+fn describe(entry: &StreamId) -> DeadLetterOut {
+    let (event, decode_error) = match decode(entry) {
+        Ok(event) => (Some(event_json(&event)), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    DeadLetterOut {
+        id: entry.id.clone(),
+        reason: text(entry, "reason"),
+        error: text(entry, "error"),
+        first_failure: text(entry, "first_failure"),
+        last_failure: text(entry, "last_failure"),
+        deliveries: text(entry, "deliveries").and_then(|d| d.parse().ok()),
+        source_stream: text(entry, "source_stream"),
+        source_id: text(entry, "source_id"),
+        event,
+        decode_error,
+    }
+}
+
+/// Up to `count` entries after `after` (exclusive), oldest first.
+async fn range(
+    state: &AppState,
+    after: Option<&str>,
+    count: usize,
+) -> Result<Vec<StreamId>, ApiError> {
+    let start = after.map_or_else(|| "-".to_owned(), |id| format!("({id}"));
+    let mut conn = conn(state).await?;
+    let reply: StreamRangeReply = redis::cmd("XRANGE")
+        .arg(state.keys.dlq())
+        .arg(start)
+        .arg("+")
+        .arg("COUNT")
+        .arg(count)
+        .query_async(&mut conn)
+        .await
+        .map_err(ApiError::from_redis)?;
+    Ok(reply.ids)
+}
+
+/// `GET /v1/dlq?limit=&cursor=`: dead letters, oldest first, with why they
+/// failed and the event when it decodes.
+pub async fn list(
+    State(state): State<Shared>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(raw.as_deref())?;
+    params.only(&["limit", "cursor"], false)?;
+    let limit = params
+        .number("limit", 1..=MAX_LIMIT)?
+        .unwrap_or(DEFAULT_LIMIT) as usize;
+    let cursor = params.single("cursor")?;
+    if let Some(c) = cursor
+        && !valid_entry_id(c)
+    {
+        return Err(ApiError::bad(
+            "invalid_cursor",
+            "cursor",
+            "`cursor` is a dead letter id such as 1764000000000-0",
+        ));
+    }
+    let mut entries = range(&state, cursor, limit + 1).await?;
+    let next_cursor = if entries.len() > limit {
+        entries.truncate(limit);
+        entries.last().map(|e| e.id.clone())
+    } else {
+        None
+    };
+    let total = length(&state).await?;
+    state
+        .metrics
+        .rows_returned
+        .with_label_values(&["/v1/dlq"])
+        .observe(entries.len() as f64);
+    let entries: Vec<DeadLetterOut> = entries.iter().map(describe).collect();
+    Ok(Json(json!({
+        "entries": entries,
+        "next_cursor": next_cursor,
+        "total": total,
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplayRequest {
+    #[serde(default)]
+    ids: Option<Vec<String>>,
+    #[serde(default)]
+    all: bool,
+}
+
+#[derive(Serialize, Default)]
+struct ReplayOutcome {
+    /// Dead letter id → the new entry's id on the ingest stream.
+    replayed: Vec<Replayed>,
+    /// Entries left in the DLQ because their event cannot be decoded.
+    not_replayable: Vec<NotReplayable>,
+    /// Ids asked for that are not (or no longer) in the DLQ.
+    not_found: Vec<String>,
+    /// With `all`: whether entries remain beyond `MAX_REPLAY`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    truncated: bool,
+}
+
+#[derive(Serialize)]
+struct Replayed {
+    id: String,
+    stream: String,
+    new_id: String,
+}
+
+#[derive(Serialize)]
+struct NotReplayable {
+    id: String,
+    error: String,
+}
+
+fn parse_replay(body: &[u8]) -> Result<ReplayRequest, ApiError> {
+    let request: ReplayRequest = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad(
+            "invalid_json",
+            "body",
+            format!("the body must be {{\"ids\":[…]}} or {{\"all\":true}}: {e}"),
+        )
+    })?;
+    match (&request.ids, request.all) {
+        (Some(_), true) | (None, false) => Err(ApiError::bad(
+            "invalid_replay",
+            "ids",
+            "give either `ids` (a list of dead letter ids) or `\"all\": true`",
+        )),
+        (Some(ids), false) => {
+            if ids.is_empty() || ids.len() > MAX_REPLAY_IDS {
+                return Err(ApiError::bad(
+                    "invalid_replay",
+                    "ids",
+                    format!("`ids` holds 1-{MAX_REPLAY_IDS} ids"),
+                ));
+            }
+            if !ids.iter().all(|id| valid_entry_id(id)) {
+                return Err(ApiError::bad(
+                    "invalid_replay",
+                    "ids",
+                    "a dead letter id looks like 1764000000000-0",
+                ));
+            }
+            Ok(request)
+        }
+        (None, true) => Ok(request),
+    }
+}
+
+/// `POST /v1/dlq/replay` with `{"ids":[…]}` or `{"all":true}`.
+pub async fn replay(State(state): State<Shared>, body: Bytes) -> Result<Response, ApiError> {
+    let request = parse_replay(&body)?;
+    let mut outcome = ReplayOutcome::default();
+    match request.ids {
+        Some(ids) => {
+            for id in ids {
+                let entries = range_one(&state, &id).await?;
+                match entries.first() {
+                    Some(entry) => replay_entry(&state, entry, &mut outcome).await?,
+                    None => outcome.not_found.push(id),
+                }
+            }
+        }
+        None => {
+            let mut after: Option<String> = None;
+            let mut handled = 0;
+            'pages: loop {
+                let page = range(&state, after.as_deref(), 100).await?;
+                if page.is_empty() {
+                    break;
+                }
+                for entry in &page {
+                    if handled == state.query.max_replay {
+                        outcome.truncated = true;
+                        break 'pages;
+                    }
+                    replay_entry(&state, entry, &mut outcome).await?;
+                    handled += 1;
+                }
+                after = page.last().map(|e| e.id.clone());
+            }
+        }
+    }
+    let m = &state.metrics.dlq_replayed;
+    m.with_label_values(&["replayed"])
+        .inc_by(outcome.replayed.len() as u64);
+    m.with_label_values(&["undecodable"])
+        .inc_by(outcome.not_replayable.len() as u64);
+    m.with_label_values(&["not_found"])
+        .inc_by(outcome.not_found.len() as u64);
+    tracing::info!(
+        replayed = outcome.replayed.len(),
+        not_replayable = outcome.not_replayable.len(),
+        not_found = outcome.not_found.len(),
+        "dead letters replayed"
+    );
+    Ok(Json(outcome).into_response())
+}
+
+async fn range_one(state: &AppState, id: &str) -> Result<Vec<StreamId>, ApiError> {
+    let mut conn = conn(state).await?;
+    let reply: StreamRangeReply = redis::cmd("XRANGE")
+        .arg(state.keys.dlq())
+        .arg(id)
+        .arg(id)
+        .query_async(&mut conn)
+        .await
+        .map_err(ApiError::from_redis)?;
+    Ok(reply.ids)
+}
+
+async fn replay_entry(
+    state: &AppState,
+    entry: &StreamId,
+    outcome: &mut ReplayOutcome,
+) -> Result<(), ApiError> {
+    let event = match decode(entry) {
+        Ok(event) => event,
+        Err(e) => {
+            outcome.not_replayable.push(NotReplayable {
+                id: entry.id.clone(),
+                error: e.to_string(),
+            });
+            return Ok(());
+        }
+    };
+    let (Some(version), Some(payload)) = (raw(entry, FIELD_VERSION), raw(entry, FIELD_EVENT))
+    else {
+        // decode() succeeded, so both fields exist.
+        return Ok(());
+    };
+    let dedup_key = event.dedup_key();
+    let stream = state.keys.stream(shard_of(dedup_key, state.shards));
+    let mut conn = conn(state).await?;
+    let new_id: Option<String> = redis::Script::new(REPLAY_SCRIPT)
+        .key(state.keys.dlq())
+        .key(&stream)
+        .key(state.keys.dedup(dedup_key))
+        .arg(&entry.id)
+        .arg(version)
+        .arg(payload)
+        .arg(text(entry, "source_id").unwrap_or_default())
+        .invoke_async(&mut conn)
+        .await
+        .map_err(ApiError::from_redis)?;
+    match new_id {
+        Some(new_id) => outcome.replayed.push(Replayed {
+            id: entry.id.clone(),
+            stream,
+            new_id,
+        }),
+        // Replayed or deleted by someone else since we read it.
+        None => outcome.not_found.push(entry.id.clone()),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_ids() {
+        assert!(valid_entry_id("1764000000000-0"));
+        assert!(!valid_entry_id("1764000000000"));
+        assert!(!valid_entry_id("-0"));
+        assert!(!valid_entry_id("1-2-3"));
+        assert!(!valid_entry_id("a-1"));
+    }
+
+    #[test]
+    fn replay_requests() {
+        assert!(parse_replay(br#"{"all":true}"#).is_ok());
+        assert!(parse_replay(br#"{"ids":["1-0"]}"#).is_ok());
+        for bad in [
+            &br#"{}"#[..],
+            br#"{"all":false}"#,
+            br#"{"ids":[]}"#,
+            br#"{"ids":["x"]}"#,
+            br#"{"ids":["1-0"],"all":true}"#,
+            br#"{"id":["1-0"]}"#,
+            b"not json",
+        ] {
+            assert!(
+                parse_replay(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The query-api's metrics, `eventline_query_*`. Labels come from small
+//! fixed sets: the matched route, the status code, a query name, a cache
+//! name, a replay outcome. Never a service name or a client address.
+
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, exponential_buckets,
+};
+
+use eventline_shared::metrics::register;
+
+pub struct Metrics {
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub rows_returned: HistogramVec,
+    pub db_duration: HistogramVec,
+    pub cache: IntCounterVec,
+    pub tails_open: IntGauge,
+    pub dlq_replayed: IntCounterVec,
+}
+
+/// The `query` label of [`Metrics::db_duration`].
+pub mod query {
+    pub const EVENTS: &str = "events";
+    pub const EVENT: &str = "event";
+    pub const SERVICES_IN_WINDOW: &str = "services_in_window";
+    pub const STATS: &str = "stats";
+    pub const SERVICES: &str = "services";
+    pub const BUSINESS: &str = "business";
+}
+
+impl Metrics {
+    pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        Ok(Self {
+            requests: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "eventline_query_requests_total",
+                        "HTTP requests by route and status.",
+                    ),
+                    &["route", "status"],
+                )?,
+            )?,
+            request_duration: register(
+                registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "eventline_query_request_duration_seconds",
+                        "Time from request to response headers, by route.",
+                    )
+                    .buckets(vec![
+                        0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25,
+                        0.5, 1.0, 2.5, 5.0,
+                    ]),
+                    &["route"],
+                )?,
+            )?,
+            rows_returned: register(
+                registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "eventline_query_rows_returned",
+                        "Rows (events, dead letters) in one response, by route.",
+                    )
+                    .buckets(exponential_buckets(1.0, 4.0, 6)?),
+                    &["route"],
+                )?,
+            )?,
+            db_duration: register(
+                registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "eventline_query_db_duration_seconds",
+                        "Time of one database call, by query.",
+                    )
+                    .buckets(vec![
+                        0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0,
+                    ]),
+                    &["query"],
+                )?,
+            )?,
+            cache: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "eventline_query_cache_requests_total",
+                        "Lookups of the stats cache, by cache and result (hit, miss).",
+                    ),
+                    &["cache", "result"],
+                )?,
+            )?,
+            tails_open: register(
+                registry,
+                IntGauge::new(
+                    "eventline_query_tails_open",
+                    "Live tails (/v1/tail) streaming now.",
+                )?,
+            )?,
+            dlq_replayed: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "eventline_query_dlq_replay_entries_total",
+                        "Dead letters a replay handled, by outcome (replayed, undecodable, not_found).",
+                    ),
+                    &["outcome"],
+                )?,
+            )?,
+        })
+    }
+}

@@ -1,0 +1,221 @@
+//! `GET /v1/tail?service=…`: new events as Server-Sent Events, read from the
+//! ingest streams with plain `XREAD BLOCK` (never the consumer group, so a
+//! tail takes nothing from the workers).
+//!
+//! Each tail has its own task and its own Redis connection (a blocking read
+//! would stall anyone sharing the connection), and holds one of `MAX_TAILS`
+//! permits. The task ends when the client goes away (its channel closes),
+//! at shutdown, or when Redis fails; the stream's first comment
+//! (`: connected`) is sent only once the starting positions are known, so
+//! every event added after it reaches the client. Between events, the SSE
+//! keep-alive sends a `: heartbeat` comment every `TAIL_HEARTBEAT_MS`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{RawQuery, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use eventline_shared::stream_codec::{self, FIELD_EVENT, FIELD_VERSION};
+use redis::aio::MultiplexedConnection;
+use redis::streams::{StreamRangeReply, StreamReadReply};
+use redis::{AsyncConnectionConfig, Value};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+
+use crate::app::{AppState, Shared};
+use crate::error::ApiError;
+use crate::events::EventOut;
+use crate::params::Params;
+
+/// How long one `XREAD` blocks; shutdown and a gone client interrupt it.
+const BLOCK: Duration = Duration::from_secs(5);
+/// Most entries one `XREAD` returns per shard.
+const READ_COUNT: usize = 200;
+
+/// `GET /v1/tail`.
+pub async fn tail(
+    State(state): State<Shared>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(raw.as_deref())?;
+    params.only(&["service"], false)?;
+    let services = params.services(state.query.max_services as usize)?;
+    let permit = state
+        .tails
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::TooManyTails)?;
+    let mut conn = connect(&state).await?;
+    let streams: Vec<String> = (0..state.shards).map(|s| state.keys.stream(s)).collect();
+    let mut positions = Vec::with_capacity(streams.len());
+    for stream in &streams {
+        positions.push(last_id(&mut conn, stream).await?);
+    }
+    let (tx, rx) = mpsc::channel::<Event>(64);
+    // Cannot fail: the channel is new and has room.
+    let _ = tx.try_send(Event::default().comment("connected"));
+    let reader = Reader {
+        state: state.clone(),
+        services,
+        streams,
+        positions,
+        conn,
+        tx,
+        _permit: permit,
+    };
+    state.tasks.spawn(reader.run());
+    let events = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|event| (Ok::<_, Infallible>(event), rx))
+    });
+    Ok(Sse::new(events)
+        .keep_alive(
+            KeepAlive::new()
+                .interval(state.query.tail_heartbeat)
+                .text("heartbeat"),
+        )
+        .into_response())
+}
+
+/// A connection of the tail's own, whose answers may take the whole block.
+async fn connect(state: &AppState) -> Result<MultiplexedConnection, ApiError> {
+    let args = &state.redis_args;
+    let client = redis::Client::open(args.redis_url.expose()).map_err(ApiError::from_redis)?;
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(args.redis_timeout))
+        .set_response_timeout(Some(BLOCK + args.redis_timeout));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .map_err(ApiError::from_redis)
+}
+
+/// The id of a stream's newest entry (`0-0` when it is empty): reading
+/// after it yields exactly what is added from now on.
+async fn last_id(conn: &mut MultiplexedConnection, stream: &str) -> Result<String, ApiError> {
+    let reply: StreamRangeReply = redis::cmd("XREVRANGE")
+        .arg(stream)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(conn)
+        .await
+        .map_err(ApiError::from_redis)?;
+    Ok(reply
+        .ids
+        .into_iter()
+        .next()
+        .map_or_else(|| "0-0".to_owned(), |e| e.id))
+}
+
+struct Reader {
+    state: Shared,
+    /// Empty: every service.
+    services: Vec<String>,
+    streams: Vec<String>,
+    /// The last id read from each stream.
+    positions: Vec<String>,
+    conn: MultiplexedConnection,
+    tx: mpsc::Sender<Event>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Reader {
+    async fn run(mut self) {
+        let open = OpenTail::new(&self.state);
+        let shutdown = self.state.shutdown.clone();
+        let client = self.tx.clone();
+        loop {
+            let read = tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = client.closed() => break,
+                read = self.read() => read,
+            };
+            let reply = match read {
+                Ok(reply) => reply,
+                Err(error) => {
+                    tracing::warn!(%error, "tail: XREAD failed; ending the tail");
+                    let _ = self
+                        .tx
+                        .send(Event::default().event("error").data("redis unavailable"))
+                        .await;
+                    break;
+                }
+            };
+            if !self.forward(reply).await {
+                break;
+            }
+        }
+        drop(open);
+    }
+
+    async fn read(&mut self) -> redis::RedisResult<Option<StreamReadReply>> {
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT")
+            .arg(READ_COUNT)
+            .arg("BLOCK")
+            .arg(BLOCK.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&self.streams)
+            .arg(&self.positions);
+        cmd.query_async(&mut self.conn).await
+    }
+
+    /// Sends the reply's events that pass the filter; false when the client
+    /// is gone.
+    async fn forward(&mut self, reply: Option<StreamReadReply>) -> bool {
+        let Some(reply) = reply else {
+            return true;
+        };
+        for key in reply.keys {
+            let Some(shard) = self.streams.iter().position(|s| *s == key.key) else {
+                continue;
+            };
+            for entry in key.ids {
+                self.positions[shard].clone_from(&entry.id);
+                let field = |name| match entry.map.get(name) {
+                    Some(Value::BulkString(b)) => Some(b.as_slice()),
+                    _ => None,
+                };
+                let event = match stream_codec::decode(field(FIELD_VERSION), field(FIELD_EVENT)) {
+                    Ok(event) => event,
+                    Err(error) => {
+                        tracing::debug!(%error, id = entry.id, "tail: skipping an undecodable entry");
+                        continue;
+                    }
+                };
+                if !self.services.is_empty() && !self.services.contains(&event.service) {
+                    continue;
+                }
+                let out = EventOut::from_stream(event);
+                let Ok(data) = serde_json::to_string(&out) else {
+                    continue;
+                };
+                let sse = Event::default().event("event").id(&entry.id).data(data);
+                if self.tx.send(sse).await.is_err() {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}
+
+/// Counts the tail in `eventline_query_tails_open` while it lives.
+struct OpenTail(Arc<crate::metrics::Metrics>);
+
+impl OpenTail {
+    fn new(state: &AppState) -> Self {
+        state.metrics.tails_open.inc();
+        OpenTail(state.metrics.clone())
+    }
+}
+
+impl Drop for OpenTail {
+    fn drop(&mut self) {
+        self.0.tails_open.dec();
+    }
+}
