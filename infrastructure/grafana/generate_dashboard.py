@@ -49,7 +49,7 @@ PANELS = [
         ("p99 {{route}}", 'histogram_quantile(0.99, sum by (le, route) (rate(eventline_query_request_duration_seconds_bucket[1m])))'),
     ], "s"),
     ("Retention: hours since last success", "stat", [
-        ("hours", '(time() - max(eventline_retention_last_success_timestamp_seconds)) / 3600'),
+        ("hours", '(time() - max(eventline_retention_last_success_timestamp_seconds or eventline_query_retention_last_success_timestamp_seconds)) / 3600'),
     ], "h"),
 ]
 

@@ -50,7 +50,8 @@ for i in $(seq 20); do
     curl -fsS -o /dev/null -X POST "$gateway/v1/events" -H "Authorization: Bearer $KEY" \
         -H 'Content-Type: application/json' -d "{\"service\":\"obs\",\"message\":\"event $i\"}"
 done
-curl -sS -o /dev/null -X POST "$gateway/v1/events" -H 'Content-Type: application/json' -d '{}' || true
+curl -sS -o /dev/null -X POST "$gateway/v1/events" -H "Authorization: Bearer $KEY" \
+    -H 'Content-Type: application/json' -d '{}' || true
 if [[ -f services/query-api/Cargo.toml ]]; then
     curl -sS -o /dev/null "$query/v1/events?service=obs" -H "Authorization: Bearer $KEY" || true
 fi
@@ -87,7 +88,7 @@ PROM_PID=$!
 api=http://127.0.0.1:$PROM_PORT/api/v1
 up_count() {
     curl -fsS "$api/targets?state=active" 2>/dev/null |
-        python3 -c 'import json,sys; t=json.load(sys.stdin)["data"]["activeTargets"]; print(sum(x["health"]=="up" for x in t if x["scrapePool"]=="eventline"), len([x for x in t if x["scrapePool"]=="eventline"]))' ||
+        python3 -c 'import json,sys; t=json.load(sys.stdin)["data"]["activeTargets"]; print(sum(x["health"]=="up" for x in t if x["scrapePool"]=="eventline"), len([x for x in t if x["scrapePool"]=="eventline"]))' 2>/dev/null ||
         echo "0 0"
 }
 for _ in $(seq 60); do

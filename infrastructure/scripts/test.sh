@@ -84,6 +84,13 @@ run_checks() {
         step "cargo test --workspace --no-fail-fast ${extra[*]} (cargo-nextest not installed)"
         cargo test --workspace --no-fail-fast "${extra[@]}"
     fi
+
+    # The whole stack, Prometheus scraping it, the dashboards' metric names.
+    # Skipped only when the run is narrowed with TEST_ARGS.
+    if [[ -z ${TEST_ARGS:-} ]]; then
+        step "observability (infrastructure/scripts/check-observability.sh)"
+        "$EVENTLINE_ROOT/infrastructure/scripts/check-observability.sh"
+    fi
 }
 
 start_databases

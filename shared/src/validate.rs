@@ -82,6 +82,26 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, for metrics that start each label at zero.
+    pub const ALL: [ErrorCode; 16] = [
+        Self::InvalidJson,
+        Self::InvalidUtf8,
+        Self::NotAnObject,
+        Self::UnknownField,
+        Self::DuplicateField,
+        Self::MissingField,
+        Self::InvalidType,
+        Self::Empty,
+        Self::TooLong,
+        Self::InvalidCharacters,
+        Self::NulCharacter,
+        Self::InvalidTimestamp,
+        Self::TimestampTooOld,
+        Self::TimestampInFuture,
+        Self::TooLarge,
+        Self::TooDeep,
+    ];
+
     /// The stable machine-readable code of the JSON error body.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -8,6 +8,7 @@ use prometheus::{
 };
 
 use eventline_shared::metrics::register;
+use eventline_shared::validate::ErrorCode;
 
 pub struct Metrics {
     pub requests: IntCounterVec,
@@ -27,6 +28,22 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let metrics = Self::register(registry)?;
+        // Every label of a fixed set starts at 0, so the series exist (and
+        // rate() works) before the first occurrence.
+        for code in ErrorCode::ALL {
+            metrics.events_rejected.with_label_values(&[code.as_str()]);
+        }
+        for scope in ["key", "ip"] {
+            metrics.rate_limited.with_label_values(&[scope]);
+        }
+        for reason in ["missing", "invalid", "scope"] {
+            metrics.auth_failures.with_label_values(&[reason]);
+        }
+        Ok(metrics)
+    }
+
+    fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
         Ok(Self {
             requests: register(
                 registry,

@@ -47,6 +47,10 @@ pub struct QueryArgs {
     /// milliseconds; 0 turns the cache off.
     #[arg(long, env = "STATS_CACHE_MS", value_name = "STATS_CACHE_MS", default_value = "1000", value_parser = parse_millis)]
     pub stats_cache: Duration,
+    /// How often the retention job's last success is read from
+    /// `maintenance_runs` into a metric, in seconds.
+    #[arg(long, env = "RETENTION_WATCH_SECONDS", value_name = "RETENTION_WATCH_SECONDS", default_value = "30", value_parser = eventline_shared::config::parse_seconds)]
+    pub retention_watch: Duration,
     /// Most rows `page`/`pageSize` may skip (an OFFSET): beyond it, clients
     /// must follow `next_cursor`.
     #[arg(long, env = "MAX_PAGE_OFFSET", default_value_t = 1000)]

@@ -124,6 +124,11 @@ impl QueryApi {
             tasks: tasks.clone(),
             shutdown: shutdown.clone(),
         });
+        tasks.spawn(stats::watch_retention(
+            state.clone(),
+            config.query.retention_watch,
+            shutdown.clone(),
+        ));
         let details_state = state.clone();
         let health = Health::new(COMPONENT, registry, shutdown)
             .with_redis(redis)

@@ -16,6 +16,9 @@ pub struct Metrics {
     pub cache: IntCounterVec,
     pub tails_open: IntGauge,
     pub dlq_replayed: IntCounterVec,
+    /// From `maintenance_runs`: what Prometheus alerts on when the retention
+    /// job runs as a CronJob, which nothing scrapes.
+    pub retention_last_success: IntGauge,
 }
 
 /// The `query` label of [`Metrics::db_duration`].
@@ -94,6 +97,13 @@ impl Metrics {
                 IntGauge::new(
                     "eventline_query_tails_open",
                     "Live tails (/v1/tail) streaming now.",
+                )?,
+            )?,
+            retention_last_success: register(
+                registry,
+                IntGauge::new(
+                    "eventline_query_retention_last_success_timestamp_seconds",
+                    "Unix time of the retention job's last successful pass (dry runs excluded), read from maintenance_runs; 0 when none.",
                 )?,
             )?,
             dlq_replayed: register(

@@ -14,7 +14,7 @@
 //! hours before the current one), `events_per_minute` (`last_hour` / 60).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -418,6 +418,36 @@ pub async fn business(State(state): State<Shared>) -> Result<Response, ApiError>
         }))
     })
     .await
+}
+
+/// Reads the retention job's last success from `maintenance_runs` every
+/// `interval` into `eventline_query_retention_last_success_timestamp_seconds`,
+/// until `shutdown`.
+pub async fn watch_retention(
+    state: Arc<AppState>,
+    interval: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let last = sqlx::query_scalar::<_, Option<DateTime<Utc>>>(
+            "SELECT max(finished_at) FROM maintenance_runs WHERE outcome = 'success' AND NOT dry_run",
+        )
+        .fetch_one(&state.pg)
+        .await;
+        match last {
+            Ok(last) => state
+                .metrics
+                .retention_last_success
+                .set(last.map_or(0, |at| at.timestamp())),
+            Err(error) => tracing::warn!(%error, "cannot read the retention job's last success"),
+        }
+    }
 }
 
 #[cfg(test)]

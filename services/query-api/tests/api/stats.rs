@@ -232,3 +232,28 @@ async fn business_and_database_health() {
     let res = app.get("/health/detailed").await;
     assert_eq!(res.json()["service"]["dead_letters"], 0);
 }
+
+#[tokio::test]
+async fn the_retention_jobs_last_success_is_a_metric() {
+    let app = open_app(&["--retention-watch", "1"]).await;
+    let finished: i64 = sqlx::query_scalar(
+        "INSERT INTO maintenance_runs (started_at, finished_at, outcome, dry_run)
+         VALUES (now() - interval '2 hours', now() - interval '2 hours', 'success', false),
+                (now(), now(), 'success', true),
+                (now(), now(), 'failed', false)
+         RETURNING floor(extract(epoch FROM finished_at))::bigint",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    let expected = format!("eventline_query_retention_last_success_timestamp_seconds {finished}");
+    let mut metrics = String::new();
+    for _ in 0..40 {
+        metrics = String::from_utf8_lossy(&app.get("/metrics").await.body).into_owned();
+        if metrics.contains(&expected) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{expected} not in:\n{metrics}");
+}
