@@ -48,6 +48,8 @@ pub struct RunConfig {
     pub lag: Option<LagTap>,
 }
 
+const TIMER_TICK: Duration = Duration::from_millis(1);
+
 struct Shared {
     config: RunConfig,
     recorder: Recorder,
@@ -127,7 +129,10 @@ async fn connection_loop(index: u32, shared: Arc<Shared>) {
                 now
             }
         };
-        tokio::time::sleep_until(due).await;
+        // tokio's timer rounds deadlines up to its next millisecond tick:
+        // aim a tick early so the send is not up to 1 ms late (latency then
+        // counts from the earlier of due and sent).
+        tokio::time::sleep_until(due.checked_sub(TIMER_TICK).unwrap_or(due)).await;
         let body = Bytes::from(request_body(&mut generator, c.plan.batch_size, &mut events));
         send_until_answered(&shared, &mut connection, path, body, &events, due).await;
     }
@@ -143,6 +148,7 @@ async fn send_until_answered(
 ) {
     let c = &shared.config;
     let r = &shared.recorder;
+    let mut first_sent = None;
     loop {
         if Instant::now() >= shared.deadline {
             r.abandoned.fetch_add(1, Ordering::Relaxed);
@@ -160,6 +166,7 @@ async fn send_until_answered(
             },
         };
         let sent = Instant::now();
+        first_sent.get_or_insert(sent);
         let answer = match conn.send(&c.target, path, body.clone()).await {
             Ok(answer) => answer,
             Err(_) => {
@@ -194,7 +201,8 @@ async fn send_until_answered(
                 Err(error) => eprintln!("eventline-load: {error}"),
             }
         }
-        r.done(answer.status, now - due, now - sent, &accepted, rejected);
+        let origin = first_sent.map_or(due, |first| first.min(due));
+        r.done(answer.status, now - origin, now - sent, &accepted, rejected);
         if let (Some(tap), Some(first)) = (&c.lag, accepted.first()) {
             sample_lag(shared, tap, first.id);
         }
