@@ -9,6 +9,9 @@
 # Environment:
 #   EVENTLINE_REDIS_PORT      Redis port (16379)
 #   EVENTLINE_PG_PORT         PostgreSQL port (15432)
+#   EVENTLINE_GATEWAY_PORT, EVENTLINE_QUERY_PORT, EVENTLINE_WORKER_PORT,
+#   EVENTLINE_RETENTION_PORT  service ports (8080, 8081, 9091, 9092)
+#   EVENTLINE_RUN_DIR         where data, logs and pids live (.run/)
 #   EVENTLINE_READY_TIMEOUT   seconds to wait for each service to be ready (60)
 #   PROFILE                   cargo profile: dev (default) or release
 #   SKIP_BUILD=1              use the binaries already in target/ (no cargo build)
@@ -18,11 +21,15 @@ set -euo pipefail
 # One entry per service: name | arguments | readiness URL.
 # A service is started only once services/<name>/Cargo.toml exists.
 # Stopped in this order too: the gateway stops accepting before the worker drains.
+GATEWAY_PORT=${EVENTLINE_GATEWAY_PORT:-8080}
+QUERY_PORT=${EVENTLINE_QUERY_PORT:-8081}
+WORKER_PORT=${EVENTLINE_WORKER_PORT:-9091}
+RETENTION_PORT=${EVENTLINE_RETENTION_PORT:-9092}
 SERVICES=(
-    "ingest-gateway|--listen 127.0.0.1:8080|http://127.0.0.1:8080/health/ready"
-    "query-api|--listen 127.0.0.1:8081|http://127.0.0.1:8081/health/ready"
-    "worker|--listen 127.0.0.1:9091|http://127.0.0.1:9091/health/ready"
-    "retention-job|schedule --listen 127.0.0.1:9092|http://127.0.0.1:9092/health/ready"
+    "ingest-gateway|--listen 127.0.0.1:$GATEWAY_PORT|http://127.0.0.1:$GATEWAY_PORT/health/ready"
+    "query-api|--listen 127.0.0.1:$QUERY_PORT|http://127.0.0.1:$QUERY_PORT/health/ready"
+    "worker|--listen 127.0.0.1:$WORKER_PORT|http://127.0.0.1:$WORKER_PORT/health/ready"
+    "retention-job|schedule --listen 127.0.0.1:$RETENTION_PORT|http://127.0.0.1:$RETENTION_PORT/health/ready"
 )
 
 # shellcheck source-path=SCRIPTDIR source=common.sh
@@ -31,7 +38,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 REDIS_PORT=${EVENTLINE_REDIS_PORT:-16379}
 PG_PORT=${EVENTLINE_PG_PORT:-15432}
 READY_TIMEOUT=${EVENTLINE_READY_TIMEOUT:-60}
-RUN=$EVENTLINE_ROOT/.run
+RUN=${EVENTLINE_RUN_DIR:-$EVENTLINE_ROOT/.run}
 LOGS=$RUN/logs
 PIDS=$RUN/pids
 PG_DATA=$RUN/postgres
@@ -197,7 +204,7 @@ print_summary() {
     fi
     if service_exists ingest-gateway; then
         # shellcheck disable=SC2016 # printed for the user to run, not expanded here
-        printf '\nTry it:\n  %s\n' 'curl -sS -X POST http://127.0.0.1:8080/v1/events -H "Authorization: Bearer $(cat .run/dev-api-key)" -H '"'"'Content-Type: application/json'"'"' -d '"'"'{"service":"checkout","message":"hello"}'"'"
+        printf '\nTry it:\n  %s\n' 'curl -sS -X POST http://127.0.0.1:'"$GATEWAY_PORT"'/v1/events -H "Authorization: Bearer $(cat .run/dev-api-key)" -H '"'"'Content-Type: application/json'"'"' -d '"'"'{"service":"checkout","message":"hello"}'"'"
     fi
     printf '\nStop it with: make down   (data stays in .run/; rm -rf .run wipes it)\n'
 }

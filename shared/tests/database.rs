@@ -233,3 +233,119 @@ async fn api_keys_are_stored_hashed_and_found_by_their_hash() {
             .is_none()
     );
 }
+
+/// Connects to `db` as a new login user that is a member of `role`.
+async fn connect_as(db: &TestDatabase, role: &str) -> sqlx::PgPool {
+    let login = eventline_shared::testkit::unique_name(role);
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE \"{login}\" LOGIN IN ROLE {role}"
+    )))
+    .execute(&db.pool)
+    .await
+    .expect("create login role");
+    let url = db
+        .url
+        .replacen("postgres://postgres@", &format!("postgres://{login}@"), 1);
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .expect("connect as the login role")
+}
+
+async fn allowed(pool: &sqlx::PgPool, sql: &'static str) -> bool {
+    match sqlx::query(sql).execute(pool).await {
+        Ok(_) => true,
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42501") => false,
+        Err(e) => panic!("{sql}: unexpected error {e}"),
+    }
+}
+
+#[tokio::test]
+async fn each_component_role_can_do_its_job_and_nothing_more() {
+    let db = TestDatabase::migrated().await;
+    let today = Utc::now().date_naive();
+    schema::ensure_partitions(&db.pool, today, today)
+        .await
+        .unwrap();
+
+    let worker = connect_as(&db, "eventline_worker").await;
+    assert!(
+        allowed(
+            &worker,
+            "WITH ins AS (INSERT INTO events (id, dedup_key, service, message, ts, ingested_at)
+                          VALUES (gen_random_uuid(), gen_random_uuid(), 'w', 'm', now(), now())
+                          ON CONFLICT DO NOTHING RETURNING service, ts)
+             INSERT INTO event_counts (service, hour, count)
+             SELECT service, date_trunc('hour', ts), count(*) FROM ins GROUP BY 1, 2
+             ON CONFLICT (service, hour) DO UPDATE SET count = event_counts.count + EXCLUDED.count"
+        )
+        .await
+    );
+    assert!(allowed(&worker, "CREATE TEMP TABLE staging (LIKE events)").await);
+    assert!(
+        allowed(
+            &worker,
+            "SELECT eventline_ensure_partitions(current_date + 1, current_date + 2)"
+        )
+        .await
+    );
+    assert!(!allowed(&worker, "DELETE FROM events").await);
+    assert!(!allowed(&worker, "SELECT * FROM api_keys").await);
+    assert!(!allowed(&worker, "DROP TABLE events_default").await);
+
+    let query = connect_as(&db, "eventline_query").await;
+    assert!(allowed(&query, "SELECT * FROM events").await);
+    assert!(
+        allowed(
+            &query,
+            "SELECT * FROM event_counts, maintenance_runs, api_keys"
+        )
+        .await
+    );
+    assert!(!allowed(&query, "INSERT INTO event_counts VALUES ('s', now(), 1)").await);
+    assert!(
+        !allowed(
+            &query,
+            "SELECT eventline_ensure_partitions(current_date, current_date)"
+        )
+        .await
+    );
+
+    let gateway = connect_as(&db, "eventline_gateway").await;
+    assert!(allowed(&gateway, "SELECT prefix, key_hash, scopes FROM api_keys").await);
+    assert!(!allowed(&gateway, "SELECT * FROM events").await);
+
+    let retention = connect_as(&db, "eventline_retention").await;
+    let day = today + Days::new(3);
+    sqlx::query("SELECT eventline_ensure_partitions($1, $1)")
+        .bind(day)
+        .execute(&retention)
+        .await
+        .expect("retention creates partitions");
+    let name = schema::partition_name(day);
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER TABLE events DETACH PARTITION {name}"
+    )))
+    .execute(&retention)
+    .await
+    .expect("retention detaches");
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {name}")))
+        .execute(&retention)
+        .await
+        .expect("retention drops");
+    assert!(
+        allowed(
+            &retention,
+            "DELETE FROM events_default WHERE ts < now() - interval '30 days'"
+        )
+        .await
+    );
+    assert!(
+        allowed(
+            &retention,
+            "INSERT INTO maintenance_runs (outcome) VALUES ('success')"
+        )
+        .await
+    );
+}

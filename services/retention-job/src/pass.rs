@@ -72,6 +72,16 @@ impl Job {
         &self.pool
     }
 
+    /// Sets the last-success gauge from `maintenance_runs`, so a scheduler
+    /// that just started reports the last pass before it rather than 0 (which
+    /// would read as "never" and fire the alert).
+    pub async fn restore_last_success(&self) -> Result<(), sqlx::Error> {
+        if let Some(at) = run_record::last_success(&self.pool).await? {
+            self.metrics.last_success.set(at.timestamp());
+        }
+        Ok(())
+    }
+
     /// The configured clock: `--now` when set, else the system's.
     pub fn now(&self) -> DateTime<Utc> {
         self.args.now()

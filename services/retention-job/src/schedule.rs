@@ -48,6 +48,9 @@ pub async fn run(
     registry: Registry,
     shutdown: CancellationToken,
 ) -> Result<(), ScheduleError> {
+    if let Err(error) = job.restore_last_success().await {
+        tracing::warn!(%error, "cannot read the last successful pass from maintenance_runs");
+    }
     let job = Arc::new(job);
     let tracker = TaskTracker::new();
     let last_pass = Arc::new(Mutex::new(Value::Null));

@@ -74,3 +74,58 @@ async fn schedule_serves_health_runs_passes_and_stops_on_cancel() {
         .unwrap();
     stopped.unwrap();
 }
+
+#[tokio::test]
+async fn a_starting_scheduler_reports_the_last_success_before_it() {
+    let db = database().await;
+    let finished: i64 = sqlx::query_scalar(
+        "INSERT INTO maintenance_runs (outcome, finished_at, dry_run)
+         VALUES ('success', now() - interval '3 hours', false),
+                ('success', now() - interval '1 hour', true),
+                ('failed', now(), false)
+         RETURNING floor(extract(epoch FROM finished_at))::bigint",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    let argv = [
+        "retention-job",
+        "schedule",
+        "--database-url",
+        &db.url,
+        // Yearly: no pass runs during the test.
+        "--cron",
+        "0 0 2 1 1 *",
+        "--shutdown-grace",
+        "5",
+    ];
+    let Command::Schedule(args) = Cli::try_parse_from(argv).unwrap().command else {
+        unreachable!("schedule parses as Command::Schedule")
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            retention_job::run_schedule(&args, listener, prometheus::Registry::new(), shutdown)
+                .await
+        }
+    });
+    let (status, _) = http_get(addr, "/health/ready").await;
+    assert_eq!(status, 200);
+    let (_, metrics) = http_get(addr, "/metrics").await;
+    // The real success three hours ago; not the dry run, not the failure.
+    assert!(
+        metrics.contains(&format!(
+            "eventline_retention_last_success_timestamp_seconds {finished}"
+        )),
+        "{metrics}"
+    );
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("stops")
+        .unwrap()
+        .unwrap();
+}

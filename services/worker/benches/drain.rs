@@ -1,0 +1,251 @@
+//! Drain rate of a pre-filled stream, against a bare `COPY … FORMAT binary`
+//! of the same rows measured in the same run (the figures of
+//! docs/adr/0010-worker-batch-insert.md). Not part of `make test`; run it with
+//! the throwaway servers of the test harness:
+//!
+//! ```sh
+//! EVENTLINE_TEST_CMD='cargo bench -p worker --bench drain' make test
+//! ```
+//!
+//! `BENCH_EVENTS` (default 1,000,000) events; `BENCH_RUNS` a comma-separated
+//! list of `<method>:<workers>:<batch size>[:<batches in flight>]` or
+//! `insert:<method>:<batch size>` (the insert path alone, no Redis) (default
+//! `unnest:1:5000,unnest:2:5000,copy:1:5000,unnest:1:2000,unnest:1:5000`). Each run gets a fresh
+//! database and a fresh stream; the bare COPY runs first and last, and every
+//! rate is also printed as a ratio to their mean.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use eventline_shared::EnrichedEvent;
+use eventline_shared::redis_keys::{CONSUMER_GROUP, RedisKeys};
+use eventline_shared::stream_codec;
+use eventline_shared::testkit::{self, TestDatabase};
+use uuid::Uuid;
+use worker::config::Config;
+use worker::copy_binary::{self, EventRow};
+
+fn events(n: usize) -> Vec<EnrichedEvent> {
+    let now = Utc::now();
+    (0..n)
+        .map(|i| EnrichedEvent {
+            id: Uuid::now_v7(),
+            service: ["checkout", "search", "auth", "billing"][i % 4].into(),
+            message: format!("user 4711 did something interesting, step {i}"),
+            ts: DateTime::from_timestamp_millis(now.timestamp_millis() - (i % 3_600_000) as i64)
+                .unwrap_or(now),
+            ingested_at: now,
+            event_id: (i % 5 == 0).then(|| format!("client-{i}")),
+            metadata: Some(format!(r#"{{"user":4711,"step":{i},"ok":true}}"#)),
+            request_id: Some(format!("req-{i}")),
+        })
+        .collect()
+}
+
+async fn fill(
+    conn: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+    events: &[EnrichedEvent],
+) {
+    for chunk in events.chunks(2000) {
+        let mut pipe = redis::pipe();
+        for e in chunk {
+            pipe.cmd("XADD")
+                .arg(stream)
+                .arg("*")
+                .arg(stream_codec::FIELD_VERSION)
+                .arg(stream_codec::FORMAT_VERSION_STR)
+                .arg(stream_codec::FIELD_EVENT)
+                .arg(stream_codec::encode(e).expect("encodes"))
+                .ignore();
+        }
+        pipe.query_async::<()>(conn).await.expect("XADD");
+    }
+}
+
+/// One `COPY events … FROM STDIN (FORMAT binary)` of every row.
+async fn bare_copy(events: &[EnrichedEvent]) -> f64 {
+    let db = TestDatabase::migrated().await;
+    let today = Utc::now().date_naive();
+    eventline_shared::schema::ensure_partitions(&db.pool, today.pred_opt().unwrap_or(today), today)
+        .await
+        .expect("partitions");
+    let rows: Vec<EventRow> = events.iter().cloned().map(EventRow::new).collect();
+    let mut conn = db.pool.acquire().await.expect("connection");
+    let start = Instant::now();
+    let mut copy = conn
+        .copy_in_raw(
+            "COPY events (id, dedup_key, event_id, service, message, metadata, ts, ingested_at) FROM STDIN (FORMAT binary)",
+        )
+        .await
+        .expect("COPY starts");
+    // One COPY, the payload sent in pieces as a client streaming it would.
+    let payload = copy_binary::encode(&rows);
+    for piece in payload.chunks(1 << 20) {
+        copy.send(piece).await.expect("COPY data");
+    }
+    let n = copy.finish().await.expect("COPY ends");
+    assert_eq!(n as usize, events.len());
+    events.len() as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The insert path alone (no Redis): `batch_insert::insert` of every row,
+/// `batch` rows per transaction, one after the other on one connection.
+async fn insert_only(events: &[EnrichedEvent], method: &str, batch: usize) -> f64 {
+    use clap::ValueEnum;
+    let method = worker::config::InsertMethod::from_str(method, true).expect("copy or unnest");
+    let db = TestDatabase::migrated().await;
+    let today = Utc::now().date_naive();
+    eventline_shared::schema::ensure_partitions(&db.pool, today.pred_opt().unwrap_or(today), today)
+        .await
+        .expect("partitions");
+    let rows: Vec<EventRow> = events.iter().cloned().map(EventRow::new).collect();
+    let start = Instant::now();
+    for chunk in rows.chunks(batch) {
+        let n = worker::batch_insert::insert(&db.pool, method, chunk)
+            .await
+            .expect("insert");
+        assert_eq!(n as usize, chunk.len());
+    }
+    events.len() as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn drain(
+    events: &[EnrichedEvent],
+    method: &str,
+    workers: usize,
+    batch: &str,
+    in_flight: &str,
+) -> f64 {
+    let db = TestDatabase::migrated().await;
+    let redis = testkit::redis_args();
+    let keys = RedisKeys::new(redis.redis_key_prefix.clone());
+    let mut conn = redis::Client::open(redis.redis_url.expose())
+        .expect("Redis URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis");
+    fill(&mut conn, &keys.stream(0), events).await;
+
+    let mut running = Vec::new();
+    let mut registries: Vec<prometheus::Registry> = Vec::new();
+    let start = Instant::now();
+    for w in 0..workers {
+        let name = format!("bench-{w}");
+        let mut config = config(&[
+            "--insert-method",
+            method,
+            "--batch-size",
+            batch,
+            "--max-in-flight-batches",
+            in_flight,
+            "--consumer",
+            &name,
+        ]);
+        config.redis = redis.clone();
+        config.redis.redis_timeout = Duration::from_secs(10);
+        config.database = db.args();
+        let registry = prometheus::Registry::new();
+        registries.push(registry.clone());
+        let worker = worker::Worker::start(config, registry)
+            .await
+            .expect("worker starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        running.push((
+            shutdown.clone(),
+            tokio::spawn(worker::run(worker, listener, shutdown)),
+        ));
+    }
+    loop {
+        let s = worker::stream_stats::shard_stats(&mut conn, &keys.stream(0), CONSUMER_GROUP)
+            .await
+            .expect("stats");
+        if s.pending == 0 && s.lag == Some(0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = start.elapsed();
+    for registry in &registries {
+        for family in registry.gather() {
+            if family.name() == worker::metrics::INSERT_DURATION {
+                let h = family.get_metric()[0].get_histogram();
+                eprintln!(
+                    "  insert time {:.2} s in {} inserts, of {:.2} s",
+                    h.get_sample_sum(),
+                    h.get_sample_count(),
+                    elapsed.as_secs_f64()
+                );
+            }
+        }
+    }
+    for (shutdown, task) in running {
+        shutdown.cancel();
+        let _ = task.await;
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&db.pool)
+        .await
+        .expect("count");
+    assert_eq!(stored as usize, events.len(), "every event stored");
+    let _: () = redis::cmd("DEL")
+        .arg(keys.stream(0))
+        .query_async(&mut conn)
+        .await
+        .expect("DEL");
+    events.len() as f64 / elapsed.as_secs_f64()
+}
+
+fn config(args: &[&str]) -> Config {
+    use clap::Parser;
+    let mut argv = vec!["worker"];
+    argv.extend_from_slice(args);
+    Config::try_parse_from(argv).expect("bench arguments parse")
+}
+
+#[tokio::main]
+async fn main() {
+    let n: usize = std::env::var("BENCH_EVENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let runs = std::env::var("BENCH_RUNS").unwrap_or_else(|_| {
+        "unnest:1:5000,unnest:2:5000,copy:1:5000,unnest:1:2000,unnest:1:5000".into()
+    });
+    eprintln!("generating {n} events");
+    let events = events(n);
+
+    let copy_before = bare_copy(&events).await;
+    println!("bare COPY binary (before): {copy_before:>9.0} rows/s");
+    let mut results = Vec::new();
+    for run in runs.split(',') {
+        let parts: Vec<&str> = run.split(':').collect();
+        if let ["insert", method, batch] = parts[..] {
+            let rate = insert_only(&events, method, batch.parse().expect("batch size")).await;
+            println!("insert only {method:>6}, batch {batch:>5}: {rate:>9.0} rows/s");
+            results.push((run.to_owned(), rate));
+            continue;
+        }
+        let (method, workers, batch, in_flight) = match parts[..] {
+            [m, w, b] => (m, w, b, "2"),
+            [m, w, b, f] => (m, w, b, f),
+            _ => panic!("BENCH_RUNS entry {run:?} is not method:workers:batch[:in-flight]"),
+        };
+        let workers: usize = workers.parse().expect("workers is a number");
+        let rate = drain(&events, method, workers, batch, in_flight).await;
+        println!(
+            "drain {method:>6}, {workers} worker(s), batch {batch:>5}, {in_flight} in flight: {rate:>9.0} events/s"
+        );
+        results.push((run.to_owned(), rate));
+    }
+    let copy_after = bare_copy(&events).await;
+    println!("bare COPY binary (after):  {copy_after:>9.0} rows/s");
+    let baseline = (copy_before + copy_after) / 2.0;
+    println!("\n{n} events; ratios to the mean bare COPY rate ({baseline:.0} rows/s):");
+    for (run, rate) in results {
+        println!("  {run:<16} {rate:>9.0} events/s  {:.2}", rate / baseline);
+    }
+}

@@ -1,0 +1,326 @@
+//! One batch through steps 2–6 of the delivery protocol: decode, claim the
+//! dedup keys, insert (bisecting around rows PostgreSQL refuses), dead-letter
+//! what cannot be stored, and only then `XACK`.
+//!
+//! Invariant: an entry is acked only once it is stored (committed), known
+//! to be a duplicate of an entry that holds its dedup claim, or written to
+//! the dead-letter stream. Transient failures are retried here until they
+//! pass (or the process ends), never acked around.
+
+use std::ops::Range;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use eventline_shared::redis_keys::CONSUMER_GROUP;
+use eventline_shared::stream_codec::{self, FIELD_EVENT, FIELD_VERSION};
+use tokio::time::Instant;
+
+use crate::batch_insert::{self, InsertError};
+use crate::copy_binary::EventRow;
+use crate::dead_letter::{self, DeadLetter};
+use crate::dedup::{self, Claim};
+use crate::metrics::DeadLetterReason;
+use crate::retry::Backoff;
+use crate::stream_reply::Entry;
+use crate::{State, failpoint};
+
+/// Entries read from one shard, to be processed together.
+pub struct Batch {
+    pub stream: String,
+    pub entries: Vec<Entry>,
+}
+
+/// Processes `batch` to the end: every entry is acked when this returns,
+/// unless the process stops first.
+pub async fn process(state: &State, batch: Batch) {
+    let Batch { stream, entries } = batch;
+    state.metrics.batch_size.observe(entries.len() as f64);
+    let started = Utc::now();
+    let heartbeat = Heartbeat::new(state, &stream, &entries);
+
+    let mut ack: Vec<&str> = Vec::with_capacity(entries.len());
+    let mut letters: Vec<DeadLetter<'_>> = Vec::new();
+    // Decoded events, and the index of the entry each came from.
+    let mut decoded: Vec<(usize, EventRow)> = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.iter().enumerate() {
+        if entry.deliveries > 1 {
+            state.metrics.redeliveries.inc();
+        }
+        if entry.fields.is_empty() {
+            // Pending but deleted from the stream: nothing left to store.
+            tracing::warn!(
+                stream,
+                id = entry.id,
+                "pending entry no longer in the stream; acking it"
+            );
+            ack.push(&entry.id);
+        } else if entry.deliveries > state.config.max_deliveries {
+            letters.push(DeadLetter {
+                entry,
+                reason: DeadLetterReason::MaxDeliveries,
+                error: format!(
+                    "delivered {} times (MAX_DELIVERIES is {})",
+                    entry.deliveries, state.config.max_deliveries
+                ),
+                first_failure: started,
+            });
+        } else {
+            match stream_codec::decode(entry.field(FIELD_VERSION), entry.field(FIELD_EVENT)) {
+                Ok(event) => decoded.push((i, EventRow::new(event))),
+                Err(e) => letters.push(DeadLetter {
+                    entry,
+                    reason: DeadLetterReason::Decode,
+                    error: e.to_string(),
+                    first_failure: started,
+                }),
+            }
+        }
+    }
+
+    // Step 2: the dedup claims.
+    let keys: Vec<_> = decoded
+        .iter()
+        .map(|(i, row)| (row.dedup_key, entries[*i].id.as_str()))
+        .collect();
+    let claims = redis_retrying(state, "dedup claim", || dedup::claim(state, &keys)).await;
+    let mut rows = Vec::with_capacity(decoded.len());
+    let mut row_entry = Vec::with_capacity(decoded.len());
+    for ((i, row), claim) in decoded.into_iter().zip(claims) {
+        match claim {
+            Claim::Duplicate => {
+                state.metrics.duplicates_claim.inc();
+                ack.push(&entries[i].id);
+            }
+            Claim::OwnRedelivery | Claim::Claimed => {
+                if claim == Claim::OwnRedelivery && entries[i].deliveries <= 1 {
+                    state.metrics.redeliveries.inc();
+                }
+                row_entry.push(i);
+                rows.push(row);
+            }
+        }
+    }
+    failpoint::hit("after_claim");
+
+    // Step 3: the insert; rows PostgreSQL refuses come back one by one.
+    let refused = insert_bisecting(state, &heartbeat, &rows).await;
+    failpoint::hit("after_commit");
+    let mut refused_rows = vec![false; rows.len()];
+    let mut release = Vec::with_capacity(refused.len());
+    for (r, error) in refused {
+        refused_rows[r] = true;
+        let entry = &entries[row_entry[r]];
+        tracing::warn!(
+            stream,
+            id = entry.id,
+            request_id = rows[r].event.request_id.as_deref(),
+            error,
+            "event refused by PostgreSQL; dead-lettering it"
+        );
+        release.push((rows[r].dedup_key, entry.id.as_str()));
+        letters.push(DeadLetter {
+            entry,
+            reason: DeadLetterReason::Data,
+            error,
+            first_failure: started,
+        });
+    }
+    ack.extend(
+        row_entry
+            .iter()
+            .zip(&refused_rows)
+            .filter(|(_, refused)| !**refused)
+            .map(|(i, _)| entries[*i].id.as_str()),
+    );
+
+    // Step 6: dead letters before their acks.
+    if !letters.is_empty() {
+        redis_retrying(state, "dead-letter", || {
+            dead_letter::send(state, &stream, &letters)
+        })
+        .await;
+        for letter in &letters {
+            state.metrics.dead_lettered(letter.reason).inc();
+            if letter.reason != DeadLetterReason::Data {
+                tracing::warn!(
+                    stream,
+                    id = letter.entry.id,
+                    reason = letter.reason.as_str(),
+                    error = letter.error,
+                    "entry dead-lettered"
+                );
+            }
+            ack.push(&letter.entry.id);
+        }
+        // Not stored, so a later retry of the same event must be able to claim.
+        redis_retrying(state, "dedup release", || dedup::release(state, &release)).await;
+    }
+
+    // Step 4: XACK, only now.
+    if !ack.is_empty() {
+        redis_retrying(state, "XACK", || async {
+            let mut conn = state.redis_conn().await?;
+            redis::cmd("XACK")
+                .arg(&stream)
+                .arg(CONSUMER_GROUP)
+                .arg(&ack)
+                .query_async::<i64>(&mut conn)
+                .await
+        })
+        .await;
+    }
+}
+
+/// Inserts `rows`, splitting any part PostgreSQL refuses in halves until the
+/// refused rows stand alone; everything else is committed. Returns the
+/// refused rows' indexes with PostgreSQL's error.
+async fn insert_bisecting(
+    state: &State,
+    heartbeat: &Heartbeat<'_>,
+    rows: &[EventRow],
+) -> Vec<(usize, String)> {
+    let mut refused = Vec::new();
+    let mut todo: Vec<Range<usize>> = Vec::with_capacity(16);
+    todo.push(0..rows.len());
+    while let Some(range) = todo.pop() {
+        if range.is_empty() {
+            continue;
+        }
+        let part = &rows[range.clone()];
+        match insert_retrying(state, heartbeat, part).await {
+            Ok(inserted) => {
+                let now = Utc::now();
+                state.metrics.inserted.inc_by(inserted);
+                state
+                    .metrics
+                    .duplicates_database
+                    .inc_by(part.len() as u64 - inserted.min(part.len() as u64));
+                for row in part {
+                    state
+                        .metrics
+                        .end_to_end
+                        .observe(seconds_between(row.event.ingested_at, now));
+                }
+            }
+            Err(e) if range.len() == 1 => refused.push((range.start, e.to_string())),
+            Err(e) => {
+                tracing::debug!(rows = range.len(), error = %e, "batch refused; bisecting");
+                let mid = range.start + range.len() / 2;
+                todo.push(mid..range.end);
+                todo.push(range.start..mid);
+            }
+        }
+    }
+    refused
+}
+
+/// One insert, retried through transient errors (with backoff and the
+/// circuit breaker) until it commits or PostgreSQL refuses the data.
+async fn insert_retrying(
+    state: &State,
+    heartbeat: &Heartbeat<'_>,
+    rows: &[EventRow],
+) -> Result<u64, sqlx::Error> {
+    let mut backoff = Backoff::new(state.config.retry_base, state.config.retry_max);
+    loop {
+        state.breaker.ready().await;
+        let start = Instant::now();
+        let result = batch_insert::insert(&state.pg, state.config.insert_method, rows).await;
+        match result {
+            Ok(inserted) => {
+                state
+                    .metrics
+                    .insert_duration
+                    .observe(start.elapsed().as_secs_f64());
+                state.breaker.success();
+                return Ok(inserted);
+            }
+            Err(InsertError::Data(e)) => {
+                state.breaker.success();
+                return Err(e);
+            }
+            Err(InsertError::Transient(e)) => {
+                state.breaker.failure();
+                state.metrics.transient_errors.inc();
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, rows = rows.len(), retry_in_ms = delay.as_millis() as u64, "insert failed; will retry");
+                tokio::time::sleep(delay).await;
+                heartbeat.beat_if_due().await;
+            }
+        }
+    }
+}
+
+/// Keeps a batch that waits for the database from looking abandoned: every
+/// third of `CLAIM_IDLE` it re-claims its entries for this consumer with
+/// `XCLAIM … JUSTID`, which resets their idle time without counting a
+/// delivery, so other workers do not claim them and no entry reaches
+/// `MAX_DELIVERIES` only because the database was down.
+struct Heartbeat<'a> {
+    state: &'a State,
+    stream: &'a str,
+    ids: Vec<&'a str>,
+    last: std::sync::Mutex<Instant>,
+}
+
+impl<'a> Heartbeat<'a> {
+    fn new(state: &'a State, stream: &'a str, entries: &'a [Entry]) -> Self {
+        Heartbeat {
+            state,
+            stream,
+            ids: entries.iter().map(|e| e.id.as_str()).collect(),
+            last: std::sync::Mutex::new(Instant::now()),
+        }
+    }
+
+    async fn beat_if_due(&self) {
+        let every = self.state.config.claim_idle / 3;
+        {
+            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            if last.elapsed() < every {
+                return;
+            }
+            *last = Instant::now();
+        }
+        let result = async {
+            let mut conn = self.state.redis_conn().await?;
+            redis::cmd("XCLAIM")
+                .arg(self.stream)
+                .arg(CONSUMER_GROUP)
+                .arg(&self.state.consumer)
+                .arg(0)
+                .arg(&self.ids)
+                .arg("JUSTID")
+                .query_async::<redis::Value>(&mut conn)
+                .await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "cannot refresh the claim on a waiting batch");
+        }
+    }
+}
+
+/// Runs a Redis step until it succeeds, with backoff between attempts.
+async fn redis_retrying<T, F, Fut>(state: &State, what: &'static str, mut step: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, redis::RedisError>>,
+{
+    let mut backoff = Backoff::new(state.config.retry_base, state.config.retry_max);
+    loop {
+        match step().await {
+            Ok(value) => return value,
+            Err(e) => {
+                state.metrics.transient_errors.inc();
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, step = what, retry_in_ms = delay.as_millis() as u64, "Redis step failed; will retry");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+fn seconds_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
+    (to - from).to_std().unwrap_or(Duration::ZERO).as_secs_f64()
+}

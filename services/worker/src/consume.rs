@@ -1,0 +1,185 @@
+//! The read loop of one stream shard (steps 1 and 7): claim idle entries of
+//! dead consumers every `CLAIM_INTERVAL_MS`, otherwise `XREADGROUP` new ones
+//! until the batch holds `BATCH_SIZE` entries or `FLUSH_INTERVAL_MS` passed
+//! since its first entry, then hand the batch to a task of its own.
+//!
+//! At most `MAX_IN_FLIGHT_BATCHES` batches per shard are in flight: reading
+//! the next batch overlaps the insert of the previous one, and when the
+//! database stalls the in-flight batches hold every slot, so reading stops
+//! instead of piling entries up in memory.
+//!
+//! Invariant: a blocking read is never abandoned half-way (a read whose
+//! answer is dropped would leave entries pending on us, unseen until claimed);
+//! shutdown is checked between reads, which block at most one second.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use eventline_shared::redis_keys::CONSUMER_GROUP;
+use redis::Value;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::batch::{self, Batch};
+use crate::claim;
+use crate::retry::Backoff;
+use crate::stream_reply::{self, Entry, ReplyError};
+use crate::{State, create_group};
+
+/// The longest single `XREADGROUP … BLOCK`.
+pub const MAX_BLOCK: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("Redis pool: {0}")]
+    Pool(#[from] deadpool_redis::PoolError),
+    #[error(transparent)]
+    Reply(#[from] ReplyError),
+    #[error(transparent)]
+    Claim(#[from] claim::ClaimError),
+}
+
+/// Reads shard `shard` until `shutdown`, spawning each batch on `tasks`.
+pub async fn run_shard(
+    state: Arc<State>,
+    shard: u32,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+) {
+    let stream = state.keys.stream(shard);
+    let slots = Arc::new(Semaphore::new(state.config.max_in_flight_batches as usize));
+    let mut reader = Reader {
+        state: &state,
+        stream: &stream,
+        conn: None,
+        next_claim: Instant::now(),
+        claim_cursor: "0-0".to_owned(),
+    };
+    let mut backoff = Backoff::new(state.config.retry_base, state.config.retry_max);
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot,
+            () = shutdown.cancelled() => break,
+        };
+        let Ok(slot) = slot else { break };
+        if shutdown.is_cancelled() {
+            break;
+        }
+        match reader.next_batch(&shutdown).await {
+            Ok(entries) if entries.is_empty() => {}
+            Ok(entries) => {
+                backoff = Backoff::new(state.config.retry_base, state.config.retry_max);
+                let state = state.clone();
+                let batch = Batch {
+                    stream: stream.clone(),
+                    entries,
+                };
+                tasks.spawn(async move {
+                    batch::process(&state, batch).await;
+                    drop(slot);
+                });
+            }
+            Err(e) => {
+                state.metrics.transient_errors.inc();
+                let delay = backoff.next_delay();
+                tracing::warn!(stream, error = %e, retry_in_ms = delay.as_millis() as u64, "cannot read the stream; will retry");
+                reader.conn = None;
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = shutdown.cancelled() => break,
+                }
+            }
+        }
+    }
+    tracing::debug!(stream, "stopped reading");
+}
+
+struct Reader<'a> {
+    state: &'a State,
+    stream: &'a str,
+    /// A connection of the blocking pool, held across reads.
+    conn: Option<deadpool_redis::Connection>,
+    next_claim: Instant,
+    claim_cursor: String,
+}
+
+impl Reader<'_> {
+    /// The next batch: claimed idle entries when a claim is due and finds
+    /// some, else new entries. Empty when nothing arrived within a second.
+    async fn next_batch(&mut self, shutdown: &CancellationToken) -> Result<Vec<Entry>, ReadError> {
+        let state = self.state;
+        if Instant::now() >= self.next_claim
+            && state.breaker.state() == crate::breaker::BreakerState::Closed
+        {
+            let (entries, cursor) =
+                claim::claim_idle(state, self.stream, &self.claim_cursor).await?;
+            // Keep scanning at once while the pending list has more.
+            self.next_claim = if cursor == "0-0" {
+                Instant::now() + state.config.claim_interval
+            } else {
+                Instant::now()
+            };
+            self.claim_cursor = cursor;
+            if !entries.is_empty() {
+                return Ok(entries);
+            }
+        }
+        let batch_size = state.config.batch_size as usize;
+        let mut batch: Vec<Entry> = Vec::new();
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            let block = match deadline {
+                Some(d) if d <= now => break,
+                Some(d) => d - now,
+                None => MAX_BLOCK.min(self.next_claim.saturating_duration_since(now)),
+            };
+            let mut entries = self.read(batch_size - batch.len(), block).await?;
+            if batch.is_empty() && !entries.is_empty() {
+                deadline = Some(Instant::now() + state.config.flush_interval);
+            }
+            batch.append(&mut entries);
+            if batch.len() >= batch_size
+                || (batch.is_empty()
+                    && (shutdown.is_cancelled() || Instant::now() >= self.next_claim))
+            {
+                break;
+            }
+        }
+        Ok(batch)
+    }
+
+    async fn read(&mut self, count: usize, block: Duration) -> Result<Vec<Entry>, ReadError> {
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            None => self.conn.insert(self.state.redis_blocking.get().await?),
+        };
+        let reply: Result<Value, _> = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(CONSUMER_GROUP)
+            .arg(&self.state.consumer)
+            .arg("COUNT")
+            .arg(count)
+            .arg("BLOCK")
+            .arg(block.as_millis().max(1) as u64)
+            .arg("STREAMS")
+            .arg(self.stream)
+            .arg(">")
+            .query_async(conn)
+            .await;
+        match reply {
+            Ok(reply) => Ok(stream_reply::read_group(reply)?),
+            Err(e) if e.code() == Some("NOGROUP") => {
+                // The stream (and so its group) was deleted: create both again.
+                tracing::warn!(stream = self.stream, "consumer group missing; creating it");
+                create_group(self.state, self.stream).await?;
+                Ok(Vec::new())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Moving entries to the dead-letter stream `events:dlq` (step 6): the
+//! original fields, plus why (`reason`, `error`), when (`first_failure`,
+//! `last_failure`), how often it was delivered (`deliveries`) and where it
+//! came from (`source_stream`, `source_id`), so an operator can inspect and
+//! replay it.
+//!
+//! Invariant: the dead letter is written before the original entry is
+//! acked; a crash in between leaves the entry pending, and at worst a second
+//! copy of the same dead letter is written, never none.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::State;
+use crate::metrics::DeadLetterReason;
+use crate::stream_reply::Entry;
+
+/// One entry on its way to the dead-letter stream.
+pub struct DeadLetter<'a> {
+    pub entry: &'a Entry,
+    pub reason: DeadLetterReason,
+    pub error: String,
+    /// When this worker first saw the entry fail.
+    pub first_failure: DateTime<Utc>,
+}
+
+/// Appends `letters` to the dead-letter stream in one pipeline.
+pub async fn send(
+    state: &State,
+    source_stream: &str,
+    letters: &[DeadLetter<'_>],
+) -> Result<(), redis::RedisError> {
+    if letters.is_empty() {
+        return Ok(());
+    }
+    let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+    let dlq = state.keys.dlq();
+    let mut pipe = redis::pipe();
+    for letter in letters {
+        let cmd = pipe.cmd("XADD").arg(&dlq).arg("*");
+        for (field, value) in &letter.entry.fields {
+            cmd.arg(field.as_slice()).arg(value.as_slice());
+        }
+        cmd.arg("reason")
+            .arg(letter.reason.as_str())
+            .arg("error")
+            .arg(&letter.error)
+            .arg("first_failure")
+            .arg(
+                letter
+                    .first_failure
+                    .to_rfc3339_opts(SecondsFormat::Millis, true),
+            )
+            .arg("last_failure")
+            .arg(&now)
+            .arg("deliveries")
+            .arg(letter.entry.deliveries)
+            .arg("source_stream")
+            .arg(source_stream)
+            .arg("source_id")
+            .arg(&letter.entry.id)
+            .ignore();
+    }
+    let mut conn = state.redis_conn().await?;
+    pipe.query_async::<()>(&mut conn).await
+}

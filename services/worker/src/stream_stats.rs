@@ -1,0 +1,150 @@
+//! What the streams look like to the group: length, pending entries, lag and
+//! the last delivered id (`XLEN`, `XINFO GROUPS`, `XPENDING`). Read by the
+//! trimmer (to know what it may delete), the gauges and `/health/detailed`.
+
+use redis::Value;
+use serde::Serialize;
+
+use crate::stream_reply::{StreamId, string};
+
+/// One consumer group of a stream, from `XINFO GROUPS`.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupInfo {
+    pub name: String,
+    pub pending: u64,
+    pub last_delivered_id: String,
+    /// Entries not yet delivered to the group (Redis ≥ 7; absent when Redis
+    /// cannot tell).
+    pub lag: Option<u64>,
+}
+
+/// `XINFO GROUPS stream`; empty when the stream does not exist.
+pub async fn groups(
+    conn: &mut impl redis::aio::ConnectionLike,
+    stream: &str,
+) -> Result<Vec<GroupInfo>, redis::RedisError> {
+    let reply: Result<Value, _> = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(stream)
+        .query_async(conn)
+        .await;
+    let reply = match reply {
+        Ok(v) => v,
+        Err(e) if e.to_string().contains("no such key") => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let Value::Array(groups) = reply else {
+        return Ok(Vec::new());
+    };
+    Ok(groups.into_iter().filter_map(parse_group).collect())
+}
+
+/// An `XINFO` record (flat RESP2 array or RESP3 map) as text pairs.
+pub fn flat_pairs(value: Value) -> Vec<(String, String)> {
+    let pairs: Vec<(Value, Value)> = match value {
+        Value::Array(flat) => {
+            let mut it = flat.into_iter();
+            let mut pairs = Vec::new();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                pairs.push((k, v));
+            }
+            pairs
+        }
+        Value::Map(pairs) => pairs,
+        _ => Vec::new(),
+    };
+    pairs
+        .into_iter()
+        .filter_map(|(k, v)| Some((string(k)?, string(v)?)))
+        .collect()
+}
+
+fn parse_group(value: Value) -> Option<GroupInfo> {
+    let pairs: Vec<(Value, Value)> = match value {
+        Value::Array(flat) => {
+            let mut it = flat.into_iter();
+            let mut pairs = Vec::new();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                pairs.push((k, v));
+            }
+            pairs
+        }
+        Value::Map(pairs) => pairs,
+        _ => return None,
+    };
+    let mut info = GroupInfo {
+        name: String::new(),
+        pending: 0,
+        last_delivered_id: String::new(),
+        lag: None,
+    };
+    for (k, v) in pairs {
+        let Some(k) = string(k) else { continue };
+        match k.as_str() {
+            "name" => info.name = string(v)?,
+            "pending" => info.pending = int(v).unwrap_or(0),
+            "last-delivered-id" => info.last_delivered_id = string(v)?,
+            "lag" => info.lag = int(v),
+            _ => {}
+        }
+    }
+    Some(info)
+}
+
+fn int(v: Value) -> Option<u64> {
+    match v {
+        Value::Int(n) => u64::try_from(n).ok(),
+        other => string(other)?.parse().ok(),
+    }
+}
+
+/// The smallest id pending for `group` (`XPENDING` summary), if any.
+pub async fn oldest_pending(
+    conn: &mut impl redis::aio::ConnectionLike,
+    stream: &str,
+    group: &str,
+) -> Result<Option<StreamId>, redis::RedisError> {
+    let reply: Value = redis::cmd("XPENDING")
+        .arg(stream)
+        .arg(group)
+        .query_async(conn)
+        .await?;
+    let Value::Array(parts) = reply else {
+        return Ok(None);
+    };
+    Ok(parts
+        .into_iter()
+        .nth(1)
+        .and_then(string)
+        .and_then(|s| StreamId::parse(&s)))
+}
+
+/// One shard as `/health/detailed` and the gauges show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShardStats {
+    pub stream: String,
+    pub length: u64,
+    pub pending: u64,
+    pub lag: Option<u64>,
+    pub last_delivered_id: Option<String>,
+}
+
+/// Length and our group's pending/lag for one stream.
+pub async fn shard_stats(
+    conn: &mut impl redis::aio::ConnectionLike,
+    stream: &str,
+    group: &str,
+) -> Result<ShardStats, redis::RedisError> {
+    let length: u64 = redis::cmd("XLEN").arg(stream).query_async(conn).await?;
+    let ours = groups(conn, stream)
+        .await?
+        .into_iter()
+        .find(|g| g.name == group);
+    Ok(ShardStats {
+        stream: stream.to_owned(),
+        length,
+        pending: ours.as_ref().map_or(0, |g| g.pending),
+        lag: ours.as_ref().and_then(|g| g.lag),
+        last_delivered_id: ours.map(|g| g.last_delivered_id),
+    })
+}

@@ -1,0 +1,492 @@
+//! What every worker test needs: its own database and Redis key prefix,
+//! events written to the stream as the gateway writes them, workers started
+//! in-process or as child processes, a private PostgreSQL that can be
+//! stopped, and the exactly-once check.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use clap::Parser;
+use eventline_shared::EnrichedEvent;
+use eventline_shared::config::{DatabaseArgs, RedisArgs, SecretUrl};
+use eventline_shared::redis_keys::{CONSUMER_GROUP, RedisKeys};
+use eventline_shared::stream_codec;
+use eventline_shared::testkit::{self, TestDatabase};
+use redis::aio::MultiplexedConnection;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+use worker::config::Config;
+use worker::stream_stats::{self, ShardStats};
+
+pub struct TestEnv {
+    pub db: TestDatabase,
+    pub redis: RedisArgs,
+    pub keys: RedisKeys,
+    pub conn: MultiplexedConnection,
+}
+
+impl TestEnv {
+    pub async fn new() -> Self {
+        testkit::init_logging();
+        let db = TestDatabase::migrated().await;
+        let redis = testkit::redis_args();
+        let keys = RedisKeys::new(redis.redis_key_prefix.clone());
+        let conn = redis::Client::open(redis.redis_url.expose())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        TestEnv {
+            db,
+            redis,
+            keys,
+            conn,
+        }
+    }
+
+    pub fn stream(&self) -> String {
+        self.keys.stream(0)
+    }
+
+    pub fn config(&self, args: &[&str]) -> Config {
+        config_for(&self.redis, self.db.args(), args)
+    }
+
+    pub async fn add(&self, events: &[EnrichedEvent]) -> Vec<String> {
+        add_events(&mut self.conn.clone(), &self.stream(), events).await
+    }
+
+    /// Adds an entry with arbitrary fields, as a broken producer might.
+    pub async fn add_raw(&self, fields: &[(&str, &[u8])]) -> String {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(self.stream()).arg("*");
+        for (k, v) in fields {
+            cmd.arg(*k).arg(*v);
+        }
+        cmd.query_async(&mut self.conn.clone()).await.unwrap()
+    }
+
+    pub async fn stats(&self) -> ShardStats {
+        stream_stats::shard_stats(&mut self.conn.clone(), &self.stream(), CONSUMER_GROUP)
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the group has delivered and acked every entry.
+    pub async fn wait_drained(&self, timeout: Duration) {
+        let done = wait_until(timeout, || async {
+            let s = self.stats().await;
+            s.pending == 0 && s.lag == Some(0)
+        })
+        .await;
+        assert!(
+            done,
+            "stream not drained within {timeout:?}: {:?}",
+            self.stats().await
+        );
+    }
+
+    pub async fn dead_letters(&self) -> Vec<BTreeMap<String, String>> {
+        let reply: redis::Value = redis::cmd("XRANGE")
+            .arg(self.keys.dlq())
+            .arg("-")
+            .arg("+")
+            .query_async(&mut self.conn.clone())
+            .await
+            .unwrap();
+        worker::stream_reply::entries("XRANGE", reply)
+            .unwrap()
+            .into_iter()
+            .map(|e| {
+                e.fields
+                    .into_iter()
+                    .map(|(k, v)| {
+                        (
+                            String::from_utf8_lossy(&k).into_owned(),
+                            String::from_utf8_lossy(&v).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+pub fn config_for(redis: &RedisArgs, db: DatabaseArgs, args: &[&str]) -> Config {
+    let mut argv = vec!["worker"];
+    argv.extend_from_slice(args);
+    let mut config = Config::try_parse_from(argv).expect("test arguments parse");
+    config.redis = redis.clone();
+    config.database = db;
+    config.listen.shutdown_grace = Duration::from_secs(10);
+    config
+}
+
+pub fn event(service: &str, message: &str, event_id: Option<&str>) -> EnrichedEvent {
+    let now = Utc::now();
+    EnrichedEvent {
+        id: Uuid::now_v7(),
+        service: service.into(),
+        message: message.into(),
+        ts: DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap(),
+        ingested_at: now,
+        event_id: event_id.map(str::to_owned),
+        metadata: Some(r#"{"k":1}"#.into()),
+        request_id: Some("req-test".into()),
+    }
+}
+
+pub fn events(n: usize) -> Vec<EnrichedEvent> {
+    (0..n)
+        .map(|i| {
+            event(
+                ["checkout", "search", "auth"][i % 3],
+                &format!("message {i}"),
+                None,
+            )
+        })
+        .collect()
+}
+
+/// XADDs `events` as the gateway does, 1000 per pipeline.
+pub async fn add_events(
+    conn: &mut MultiplexedConnection,
+    stream: &str,
+    events: &[EnrichedEvent],
+) -> Vec<String> {
+    let mut ids = Vec::with_capacity(events.len());
+    for chunk in events.chunks(1000) {
+        let mut pipe = redis::pipe();
+        for e in chunk {
+            pipe.cmd("XADD")
+                .arg(stream)
+                .arg("*")
+                .arg(stream_codec::FIELD_VERSION)
+                .arg(stream_codec::FORMAT_VERSION_STR)
+                .arg(stream_codec::FIELD_EVENT)
+                .arg(stream_codec::encode(e).unwrap());
+        }
+        let chunk_ids: Vec<String> = pipe.query_async(conn).await.unwrap();
+        ids.extend(chunk_ids);
+    }
+    ids
+}
+
+pub async fn wait_until<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn row_count(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// Every expected event stored exactly once (no event missing, none twice,
+/// no stranger), and the rollup counting each row exactly once. Events are
+/// told apart by their dedup key: of two entries carrying the same event (a
+/// client retry) either may be the one stored.
+pub async fn assert_exactly_once(pool: &PgPool, expected: &[EnrichedEvent]) {
+    let mut want: Vec<Uuid> = expected.iter().map(EnrichedEvent::dedup_key).collect();
+    want.sort();
+    want.dedup();
+    let got: Vec<Uuid> = sqlx::query_scalar("SELECT dedup_key FROM events ORDER BY dedup_key")
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    let missing = want
+        .iter()
+        .filter(|k| got.binary_search(k).is_err())
+        .count();
+    let mut distinct = got.clone();
+    distinct.dedup();
+    assert_eq!(missing, 0, "{missing} events lost");
+    assert_eq!(
+        got.len(),
+        distinct.len(),
+        "{} events stored twice",
+        got.len() - distinct.len()
+    );
+    assert_eq!(got.len(), want.len(), "unexpected rows");
+    let rollup: i64 =
+        sqlx::query_scalar("SELECT coalesce(sum(count), 0)::bigint FROM event_counts")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        rollup,
+        want.len() as i64,
+        "event_counts disagrees with events"
+    );
+}
+
+/// A worker running in this process.
+pub struct InProcess {
+    pub shutdown: CancellationToken,
+    pub addr: std::net::SocketAddr,
+    pub registry: prometheus::Registry,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl InProcess {
+    pub async fn start(config: Config) -> Self {
+        let registry = eventline_shared::metrics::new_registry(worker::COMPONENT);
+        let w = worker::Worker::start(config, registry.clone())
+            .await
+            .expect("worker starts");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(worker::run(w, listener, shutdown.clone()));
+        InProcess {
+            shutdown,
+            addr,
+            registry,
+            task,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+
+    pub fn metric(&self, name: &str, label: Option<(&str, &str)>) -> f64 {
+        for family in self.registry.gather() {
+            if family.name() != name {
+                continue;
+            }
+            for m in family.get_metric() {
+                let matches = label.is_none_or(|(k, v)| {
+                    m.get_label()
+                        .iter()
+                        .any(|l| l.name() == k && l.value() == v)
+                });
+                if matches {
+                    return if family.get_field_type() == prometheus::proto::MetricType::COUNTER {
+                        m.get_counter().get_value()
+                    } else {
+                        m.get_gauge().get_value()
+                    };
+                }
+            }
+        }
+        panic!("no metric {name} {label:?}");
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.addr, path).await
+    }
+}
+
+/// A minimal HTTP/1.1 GET, enough for the health routes.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The built `worker` binary (with the `failpoints` feature) as a child
+/// process on the test's Redis prefix and database.
+pub fn spawn_child(env: &TestEnv, vars: &[(&str, &str)]) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_worker"));
+    cmd.env("REDIS_URL", env.redis.redis_url.expose())
+        .env("REDIS_KEY_PREFIX", &env.redis.redis_key_prefix)
+        .env("DATABASE_URL", &env.db.url)
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .env_remove(worker::failpoint::ENV)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("worker binary starts")
+}
+
+pub async fn wait_exit(
+    child: &mut tokio::process::Child,
+    timeout: Duration,
+) -> std::process::ExitStatus {
+    tokio::time::timeout(timeout, child.wait())
+        .await
+        .expect("child exits in time")
+        .unwrap()
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+/// A PostgreSQL of this test's own, on a free port, that the test may stop
+/// and start again (the shared test server must never be stopped).
+pub struct PrivatePostgres {
+    dir: PathBuf,
+    pub port: u16,
+    bin: PathBuf,
+}
+
+impl PrivatePostgres {
+    pub async fn start() -> Self {
+        let bin = PathBuf::from(
+            std::env::var("EVENTLINE_PG_BIN")
+                .expect("EVENTLINE_PG_BIN is not set: run the tests with `make test`"),
+        );
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let dir = std::env::temp_dir().join(testkit::unique_name("eventline-pg"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pg = PrivatePostgres { dir, port, bin };
+        if is_root() {
+            let ok = std::process::Command::new("chown")
+                .arg("postgres:")
+                .arg(&pg.dir)
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        }
+        pg.run(
+            "initdb",
+            &[
+                "-N",
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "-D",
+            ],
+            true,
+        );
+        pg.up();
+        pg
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").display().to_string()
+    }
+
+    fn run(&self, tool: &str, args: &[&str], with_data: bool) {
+        let tool = self.bin.join(tool).display().to_string();
+        let data = self.data();
+        let mut argv: Vec<&str> = vec![tool.as_str()];
+        argv.extend_from_slice(args);
+        if with_data {
+            argv.push(&data);
+        }
+        let mut cmd = if is_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).args(&argv);
+            c
+        } else {
+            let mut c = std::process::Command::new(argv[0]);
+            c.args(&argv[1..]);
+            c
+        };
+        let out = cmd.current_dir("/").output().unwrap();
+        assert!(
+            out.status.success(),
+            "{argv:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts (or restarts) the server and waits until it accepts connections.
+    ///
+    /// `fsync=off` is safe here (the OS keeps its page cache through a
+    /// PostgreSQL crash), but `synchronous_commit` must stay on: with it off a
+    /// commit is acknowledged before its WAL is written, and an immediate stop
+    /// loses it, which the worker (rightly) cannot tell from a stored event.
+    pub fn up(&self) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("postgres.log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &["start", "-w", "-t", "60", "-l", &log, "-o", &opts, "-D"],
+            true,
+        );
+    }
+
+    /// Stops the server at once, as a crash or a network cut would.
+    pub fn down(&self) {
+        self.run("pg_ctl", &["stop", "-m", "immediate", "-w", "-D"], true);
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    pub fn args(&self) -> DatabaseArgs {
+        DatabaseArgs {
+            database_url: SecretUrl::for_tests(&self.url()),
+            db_max_connections: 10,
+            db_acquire_timeout: Duration::from_secs(1),
+            db_statement_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let data = self.data();
+        let tool = self.bin.join("pg_ctl").display().to_string();
+        let argv = [tool.as_str(), "stop", "-m", "immediate", "-D", &data];
+        let _ = if is_root() {
+            std::process::Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .args(argv)
+                .current_dir("/")
+                .output()
+        } else {
+            std::process::Command::new(argv[0])
+                .args(&argv[1..])
+                .output()
+        };
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,106 @@
+//! The happy paths: many events through two workers, duplicates, health.
+
+use std::time::Duration;
+
+use chrono::{Days, Utc};
+use eventline_shared::schema;
+
+use crate::common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_thousand_events_through_two_workers_land_exactly_once() {
+    let env = TestEnv::new().await;
+    let events = events(100_000);
+    env.add(&events).await;
+    let args = ["--batch-size", "2000", "--consumer"];
+    let a = InProcess::start(env.config(&[&args[..], &["a"]].concat())).await;
+    let b = InProcess::start(env.config(&[&args[..], &["b"]].concat())).await;
+    env.wait_drained(Duration::from_secs(120)).await;
+    assert_exactly_once(&env.db.pool, &events).await;
+    let inserted =
+        a.metric(worker::metrics::INSERTED, None) + b.metric(worker::metrics::INSERTED, None);
+    assert_eq!(inserted, 100_000.0);
+    // Both took part.
+    assert!(a.metric(worker::metrics::INSERTED, None) > 0.0);
+    assert!(b.metric(worker::metrics::INSERTED, None) > 0.0);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_event_id_three_times_is_one_row() {
+    let env = TestEnv::new().await;
+    let first = event("billing", "invoice paid", Some("inv-42"));
+    let mut retries = vec![first.clone()];
+    for _ in 0..2 {
+        // A client retry: a new entry (new id) carrying the same event.
+        let mut again = first.clone();
+        again.id = uuid::Uuid::now_v7();
+        retries.push(again);
+    }
+    env.add(&retries).await;
+    let w = InProcess::start(env.config(&[])).await;
+    env.wait_drained(Duration::from_secs(20)).await;
+    assert_exactly_once(&env.db.pool, &retries[..1]).await;
+    assert_eq!(
+        w.metric(worker::metrics::DUPLICATES, Some(("guard", "claim"))),
+        2.0
+    );
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn after_the_dedup_claim_expired_the_database_key_is_the_guard() {
+    let env = TestEnv::new().await;
+    let w = InProcess::start(env.config(&["--dedup-ttl", "1"])).await;
+    let first = event("billing", "invoice paid", Some("inv-7"));
+    env.add(std::slice::from_ref(&first)).await;
+    env.wait_drained(Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut late = first.clone();
+    late.id = uuid::Uuid::now_v7();
+    env.add(&[late]).await;
+    env.wait_drained(Duration::from_secs(20)).await;
+    assert_exactly_once(&env.db.pool, &[first]).await;
+    assert_eq!(
+        w.metric(worker::metrics::DUPLICATES, Some(("guard", "database"))),
+        1.0
+    );
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn start_up_creates_partitions_and_health_reports_the_stream() {
+    let env = TestEnv::new().await;
+    env.add(&events(10)).await;
+    let w = InProcess::start(env.config(&[])).await;
+    let today = Utc::now().date_naive();
+    let parts: Vec<String> = schema::list_partitions(&env.db.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    for d in 0..=2 {
+        let day = today.checked_add_days(Days::new(d)).unwrap();
+        assert!(parts.contains(&schema::partition_name(day)), "{parts:?}");
+    }
+    env.wait_drained(Duration::from_secs(20)).await;
+    let (status, _) = w.get("/health/ready").await;
+    assert_eq!(status, 200);
+    let (status, body) = w.get("/health/detailed").await;
+    assert_eq!(status, 200);
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let service = &doc["service"];
+    assert_eq!(service["circuit_breaker"], "closed");
+    assert_eq!(service["streams"][0]["length"], 10);
+    assert_eq!(service["streams"][0]["pending"], 0);
+    assert_eq!(service["streams"][0]["lag"], 0);
+    let (_, metrics) = w.get("/metrics").await;
+    assert!(
+        metrics.contains("eventline_worker_events_inserted_total 10"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("eventline_worker_dead_lettered_total{reason=\"decode\"} 0"));
+    w.stop().await;
+}

@@ -1,0 +1,12 @@
+//! The worker against real Redis and PostgreSQL (`make test` starts both):
+//! one test binary, so it links once.
+
+// In test helpers an unwrap that fails is a failing test, which is the point.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+mod crashes;
+mod delivery;
+mod outage;
+mod poison;
+mod trimming;
