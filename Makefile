@@ -6,7 +6,7 @@ CARGO ?= cargo
 SCRIPTS := infrastructure/scripts
 
 .DEFAULT_GOAL := help
-.PHONY: help up down status test build fmt lint logs check-deploy
+.PHONY: help up down status test build fmt lint logs check-deploy bench
 
 help: ## List the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-8s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -37,3 +37,6 @@ logs: ## Last 50 lines of each local-stack log
 
 check-deploy: ## Validate the Kubernetes manifests, compose file, Prometheus rules and dashboards
 	@$(SCRIPTS)/check-deploy.sh
+
+bench: ## Load test end to end against the local stack, with the machine's XADD and COPY ceilings (bench-results/)
+	@load-tests/bench.sh

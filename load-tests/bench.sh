@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# `make bench`: the pipeline end to end on this machine, side by side with the
+# machine's raw ceilings measured in the same run.
+#
+# Uses the local stack's Redis and PostgreSQL (starts them with `make up` when
+# they are not answering), but runs its own release-built gateway and worker
+# on other ports, with a Redis key prefix and a fresh database of their own
+# (eventline_bench, dropped afterwards), so the dev stack's data is untouched.
+#
+# Steps: ceilings (redis-benchmark XADD with the mean stream-entry size of the
+# generated events; a bare COPY of the same rows into a daily-partitioned
+# table), then four runs of eventline-load with --e2e: batch closed loop (the
+# most the gateway accepts), batch open loop at BENCH_BATCH_RATE, single events
+# open loop at BENCH_SINGLE_RATE, and batch at half the sustained rate for the
+# lag. Resident memory (VmHWM, VmRSS) of the gateway and the worker is read
+# from /proc at the end. The table is printed and everything is written to
+# bench-results/<UTC time>/.
+#
+# Environment: BENCH_DURATION (30s), BENCH_BATCH_RATE (60000 events/s),
+# BENCH_SINGLE_RATE (30000 requests/s), BENCH_SINGLE_CONNECTIONS (256), BENCH_GATEWAY_PORT (18180),
+# BENCH_WORKER_PORT (19191), BENCH_KEEP_DB=1 keeps the eventline_bench database,
+# EVENTLINE_REDIS_PORT (16379), EVENTLINE_PG_PORT (15432).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+
+DURATION=${BENCH_DURATION:-30s}
+BATCH_RATE=${BENCH_BATCH_RATE:-60000}
+SINGLE_RATE=${BENCH_SINGLE_RATE:-30000}
+GW_PORT=${BENCH_GATEWAY_PORT:-18180}
+WORKER_PORT=${BENCH_WORKER_PORT:-19191}
+REDIS_PORT=${EVENTLINE_REDIS_PORT:-16379}
+PG_PORT=${EVENTLINE_PG_PORT:-15432}
+REDIS_URL=redis://127.0.0.1:$REDIS_PORT
+ADMIN_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres
+DB=eventline_bench
+DB_URL=postgres://postgres@127.0.0.1:$PG_PORT/$DB
+PREFIX="bench$(date +%s):"
+STREAM="${PREFIX}events:{0}"
+OUT=$ROOT/bench-results/$(date -u +%Y%m%dT%H%M%SZ)
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+
+say() { printf '\n==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+command -v redis-benchmark >/dev/null || die "redis-benchmark is missing (apt-get install redis-tools)"
+command -v psql >/dev/null || die "psql is missing (apt-get install postgresql-client)"
+
+if ! redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1 || ! psql "$ADMIN_URL" -Atqc 'SELECT 1' >/dev/null 2>&1; then
+    say "Redis or PostgreSQL not answering: make up"
+    infrastructure/scripts/stack.sh up
+fi
+
+say "building (release): ingest-gateway, worker, eventline-load, eventctl"
+cargo build --release -q -p ingest-gateway -p worker -p eventline-load -p eventctl
+LOAD=$BIN/eventline-load
+mkdir -p "$OUT"
+
+PIDS=()
+cleanup() {
+    set +e
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+    wait 2>/dev/null
+    redis-cli -u "$REDIS_URL" del "$STREAM" "${PREFIX}events:dlq" "bench:ceiling" >/dev/null
+    if [[ ${BENCH_KEEP_DB:-} != 1 ]]; then
+        psql "$ADMIN_URL" -Atqc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
+    fi
+}
+trap cleanup EXIT
+
+say "a fresh database $DB: migrations, partitions, an API key"
+psql "$ADMIN_URL" -Atqc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
+psql "$ADMIN_URL" -Atqc "CREATE DATABASE $DB" >/dev/null
+PEPPER=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+export KEY_PEPPER=$PEPPER
+"$BIN/eventctl" --database-url "$DB_URL" migrate >/dev/null
+KEY_FILE=$OUT/.api-key
+(umask 077 && "$BIN/eventctl" --database-url "$DB_URL" keys create --name bench --scopes ingest | tr -d '[:space:]' >"$KEY_FILE")
+[[ -s $KEY_FILE ]] || die "eventctl printed no key"
+
+say "starting the gateway (:$GW_PORT) and a worker (:$WORKER_PORT), key prefix $PREFIX"
+export REDIS_URL DATABASE_URL=$DB_URL REDIS_KEY_PREFIX=$PREFIX LOG_FORMAT=json RUST_LOG=warn
+RATE_LIMIT_KEY_PER_SECOND=100000000 RATE_LIMIT_KEY_BURST=100000000 \
+    RATE_LIMIT_IP_PER_SECOND=100000000 RATE_LIMIT_IP_BURST=100000000 \
+    "$BIN/ingest-gateway" --listen "127.0.0.1:$GW_PORT" >>"$OUT/gateway.log" 2>&1 &
+GW_PID=$!
+PIDS+=("$GW_PID")
+CONSUMER=bench-worker "$BIN/worker" --listen "127.0.0.1:$WORKER_PORT" >>"$OUT/worker.log" 2>&1 &
+WORKER_PID=$!
+PIDS+=("$WORKER_PID")
+for url in "http://127.0.0.1:$GW_PORT/health/ready" "http://127.0.0.1:$WORKER_PORT/health/ready"; do
+    for _ in $(seq 100); do
+        [[ $(curl -s -o /dev/null -w '%{http_code}' "$url") == 200 ]] && continue 2
+        sleep 0.2
+    done
+    die "$url not ready; see $OUT/*.log"
+done
+
+say "ceiling: redis-benchmark XADD with the mean stream-entry size"
+SIZE=$("$LOAD" entry-size --samples 20000)
+PAYLOAD=$(head -c "$SIZE" /dev/zero | tr '\0' x)
+XADD_RPS=$(redis-benchmark -p "$REDIS_PORT" -n 500000 -c 8 -P 16 --csv \
+    XADD bench:ceiling '*' v 1 e "$PAYLOAD" | awk -F'"' 'NR == 2 {print $4}')
+redis-cli -u "$REDIS_URL" del bench:ceiling >/dev/null
+printf '{"entries_per_second": %s, "payload_bytes": %s}\n' "$XADD_RPS" "$SIZE" >"$OUT/xadd.json"
+echo "XADD: $XADD_RPS entries/s with $SIZE-byte payloads" >&2
+
+say "ceiling: bare COPY of the same rows into a daily-partitioned table"
+"$LOAD" copy-ceiling --database-url "$DB_URL" --rows 300000 --chunk 5000 --json "$OUT/copy.json" >/dev/null
+echo "COPY: $(grep -o '"rows_per_second": [0-9.]*' "$OUT/copy.json")" >&2
+
+# backlog_sampler <file>: the group's undelivered + pending entries every 0.5 s.
+backlog_sampler() {
+    while true; do
+        redis-cli -u "$REDIS_URL" xinfo groups "$STREAM" 2>/dev/null |
+            awk 'prev == "pending" {p = $1} prev == "lag" {l = $1} {prev = $1} END {print p + l}' >>"$1"
+        sleep 0.5
+    done
+}
+declare -A BACKLOG
+# run <label> <eventline-load flags…>
+run() {
+    local label=$1
+    shift
+    say "run $label: $*"
+    backlog_sampler "$OUT/backlog-$label.txt" &
+    local sampler=$!
+    "$LOAD" run --target "http://127.0.0.1:$GW_PORT" --api-key-file "$KEY_FILE" \
+        --e2e --database-url "$DB_URL" --label "$label" --json "$OUT/$label.json" "$@" |
+        tee "$OUT/$label.txt" || echo "($label: loss or duplicates, see above)" >&2
+    kill "$sampler" 2>/dev/null
+    wait "$sampler" 2>/dev/null || true
+    BACKLOG[$label]=$(sort -n "$OUT/backlog-$label.txt" | tail -1)
+}
+
+run batch-max --mode closed -c 8 -b 100 --duration "$DURATION"
+run batch-sustained --rate "$BATCH_RATE" -c 16 -b 100 --duration "$DURATION"
+run single --rate "$SINGLE_RATE" -c "${BENCH_SINGLE_CONNECTIONS:-256}" -b 0 --duration "$DURATION"
+SUSTAINED=$(grep -o '"events_per_second": [0-9.]*' "$OUT/batch-sustained.json" | head -1 | awk '{printf "%.0f", $2}')
+run lag --rate "$((SUSTAINED / 2))" -c 16 -b 100 --duration "$DURATION"
+
+mem() { awk -v what="$2" '$1 == what":" {print $2}' "/proc/$1/status"; }
+printf '{"gateway": {"vmrss_kib": %s, "vmhwm_kib": %s}, "worker": {"vmrss_kib": %s, "vmhwm_kib": %s}}\n' \
+    "$(mem "$GW_PID" VmRSS)" "$(mem "$GW_PID" VmHWM)" "$(mem "$WORKER_PID" VmRSS)" "$(mem "$WORKER_PID" VmHWM)" \
+    >"$OUT/memory.json"
+{
+    printf '{'
+    sep=
+    for label in "${!BACKLOG[@]}"; do
+        printf '%s"%s": {"max_len": %s}' "$sep" "$label" "${BACKLOG[$label]:-0}"
+        sep=,
+    done
+    printf '}\n'
+} >"$OUT/stream.json"
+
+say "results ($OUT)"
+"$LOAD" bench-report "$OUT"
+cat <<EOF
+
+Ratios divide our figure by the ceiling measured in this run: ÷ XADD is events (or
+requests) per second over redis-benchmark's XADD entries per second with the same
+payload size; ÷ COPY is stored events per second over a bare COPY of the same rows.
+"stream max" is the most entries the worker's group had undelivered or pending.
+Everything (load generator, gateway, worker, Redis, PostgreSQL) shares $(nproc) cores.
+EOF
