@@ -6,7 +6,7 @@ CARGO ?= cargo
 SCRIPTS := infrastructure/scripts
 
 .DEFAULT_GOAL := help
-.PHONY: help up down status test build fmt lint logs check-deploy bench
+.PHONY: help up down status test build fmt lint logs check-deploy deny bench
 
 help: ## List the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-8s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -40,3 +40,7 @@ check-deploy: ## Validate the Kubernetes manifests, compose file, Prometheus rul
 
 bench: ## Load test end to end against the local stack, with the machine's XADD and COPY ceilings (bench-results/)
 	@load-tests/bench.sh
+
+deny: ## Licences, banned crates and sources (cargo deny; advisories need the network: cargo deny check advisories)
+	@cargo deny --version >/dev/null 2>&1 || cargo install cargo-deny --locked
+	cargo deny check licenses bans sources

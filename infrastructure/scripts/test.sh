@@ -77,6 +77,13 @@ run_checks() {
     step "deployment files (infrastructure/scripts/check-deploy.sh)"
     "$EVENTLINE_ROOT/infrastructure/scripts/check-deploy.sh"
 
+    step "cargo deny check licenses bans sources"
+    if ! cargo deny --version >/dev/null 2>&1; then
+        echo "cargo-deny is not installed: cargo install cargo-deny --locked" >&2
+        cargo install cargo-deny --locked
+    fi
+    cargo deny check licenses bans sources
+
     if cargo nextest --version >/dev/null 2>&1; then
         step "cargo nextest run --workspace --no-fail-fast ${extra[*]}"
         cargo nextest run --workspace --no-fail-fast "${extra[@]}"
