@@ -146,6 +146,39 @@ pub struct DatabaseArgs {
     pub db_statement_timeout: Duration,
 }
 
+/// API-key authentication, as the gateway and query-api take it.
+#[derive(Debug, Clone, Args)]
+pub struct AuthArgs {
+    /// Require an API key with the route's scope. `false` is for local
+    /// experiments only.
+    #[arg(long, env = "AUTH_REQUIRED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auth_required: bool,
+    /// The server-side secret API keys are hashed with (required with auth).
+    #[arg(long, env = "KEY_PEPPER", hide_env_values = true)]
+    pub key_pepper: Option<crate::api_key::KeyPepper>,
+    /// How often the key table is reloaded, in seconds: a new or revoked key
+    /// takes effect within this time.
+    #[arg(long, env = "KEY_CACHE_TTL_SECONDS", value_name = "KEY_CACHE_TTL_SECONDS", default_value = "10", value_parser = parse_seconds)]
+    pub key_cache_ttl: Duration,
+}
+
+impl AuthArgs {
+    /// The pepper when authentication is on; `Err` when it is on without one.
+    pub fn pepper(&self) -> Result<Option<&crate::api_key::KeyPepper>, MissingPepper> {
+        match (self.auth_required, &self.key_pepper) {
+            (false, _) => Ok(None),
+            (true, Some(pepper)) => Ok(Some(pepper)),
+            (true, None) => Err(MissingPepper),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "KEY_PEPPER is required when AUTH_REQUIRED is true (generate one with `openssl rand -hex 32`)"
+)]
+pub struct MissingPepper;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     /// Human-readable lines, coloured on a terminal.

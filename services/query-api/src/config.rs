@@ -5,10 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use eventline_shared::api_key::KeyPepper;
-use eventline_shared::config::{
-    DatabaseArgs, RedisArgs, TelemetryArgs, parse_millis, parse_seconds,
-};
+use eventline_shared::config::{AuthArgs, DatabaseArgs, RedisArgs, TelemetryArgs, parse_millis};
 use eventline_shared::server::ListenArgs;
 
 pub const DEFAULT_ADDR: SocketAddr =
@@ -83,20 +80,6 @@ pub struct StreamArgs {
     pub stream_shards: u32,
 }
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct AuthArgs {
-    /// Require an API key with the `query` scope (`admin` for the DLQ).
-    /// `false` is for local experiments only.
-    #[arg(long, env = "AUTH_REQUIRED", default_value_t = true, action = clap::ArgAction::Set)]
-    pub auth_required: bool,
-    /// The server-side secret API keys are hashed with (required with auth).
-    #[arg(long, env = "KEY_PEPPER", hide_env_values = true)]
-    pub key_pepper: Option<KeyPepper>,
-    /// How often the key table is reloaded, in seconds.
-    #[arg(long, env = "KEY_CACHE_TTL_SECONDS", value_name = "KEY_CACHE_TTL_SECONDS", default_value = "10", value_parser = parse_seconds)]
-    pub key_cache_ttl: Duration,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error(
@@ -110,9 +93,7 @@ pub enum ConfigError {
 impl Config {
     /// Checks rules that involve several values.
     pub fn check(&self) -> Result<(), ConfigError> {
-        if self.auth.auth_required && self.auth.key_pepper.is_none() {
-            return Err(ConfigError::MissingPepper);
-        }
+        self.auth.pepper().map_err(|_| ConfigError::MissingPepper)?;
         if self.query.query_timeout.is_zero() {
             return Err(ConfigError::ZeroQueryTimeout);
         }
