@@ -46,3 +46,27 @@ pub fn register<C: prometheus::core::Collector + Clone + 'static>(
     registry.register(Box::new(collector.clone()))?;
     Ok(collector)
 }
+
+/// The route label of a request: its matched path template
+/// (`/v1/events/{id}`), never the raw path, so the label set stays bounded.
+pub fn route_label(req: &axum::extract::Request) -> String {
+    req.extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", axum::extract::MatchedPath::as_str)
+        .to_owned()
+}
+
+/// Counts one answered request by route and status and observes how long it
+/// took, by route: the request metrics every HTTP service exports.
+pub fn observe_request(
+    requests: &prometheus::IntCounterVec,
+    durations: &prometheus::HistogramVec,
+    route: &str,
+    status: axum::http::StatusCode,
+    started: std::time::Instant,
+) {
+    requests.with_label_values(&[route, status.as_str()]).inc();
+    durations
+        .with_label_values(&[route])
+        .observe(started.elapsed().as_secs_f64());
+}

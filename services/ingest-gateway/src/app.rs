@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -69,23 +69,19 @@ pub fn router(state: Shared, health: &Health) -> Router {
 /// Counts and times requests by route and status, and sheds load beyond
 /// `MAX_CONCURRENT_REQUESTS`.
 async fn track(State(state): State<Shared>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_owned();
+    let route = eventline_shared::metrics::route_label(&req);
     let started = Instant::now();
     let response = match state.in_flight.try_acquire() {
         Ok(_permit) => next.run(req).await,
         Err(_) => ApiError::Overloaded.into_response(),
     };
-    let m = &state.metrics;
-    m.requests
-        .with_label_values(&[&route, response.status().as_str()])
-        .inc();
-    m.request_duration
-        .with_label_values(&[&route])
-        .observe(started.elapsed().as_secs_f64());
+    eventline_shared::metrics::observe_request(
+        &state.metrics.requests,
+        &state.metrics.request_duration,
+        &route,
+        response.status(),
+        started,
+    );
     response
 }
 

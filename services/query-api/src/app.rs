@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -208,19 +208,15 @@ fn check_key(state: &AppState, headers: &HeaderMap, scope: Scope) -> Result<(), 
 
 /// Counts and times requests by route and status.
 async fn track(State(state): State<Shared>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_owned();
+    let route = eventline_shared::metrics::route_label(&req);
     let started = Instant::now();
     let response = next.run(req).await;
-    let m = &state.metrics;
-    m.requests
-        .with_label_values(&[&route, response.status().as_str()])
-        .inc();
-    m.request_duration
-        .with_label_values(&[&route])
-        .observe(started.elapsed().as_secs_f64());
+    eventline_shared::metrics::observe_request(
+        &state.metrics.requests,
+        &state.metrics.request_duration,
+        &route,
+        response.status(),
+        started,
+    );
     response
 }
