@@ -1,10 +1,9 @@
 //! What every worker test needs: its own database and Redis key prefix,
 //! events written to the stream as the gateway writes them, workers started
-//! in-process or as child processes, a private PostgreSQL that can be
-//! stopped, and the exactly-once check.
+//! in-process or as child processes, the settings for a private PostgreSQL
+//! that can be stopped (`testkit::servers`), and the exactly-once check.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -14,6 +13,7 @@ use eventline_shared::EnrichedEvent;
 use eventline_shared::config::{DatabaseArgs, RedisArgs, SecretUrl};
 use eventline_shared::redis_keys::{CONSUMER_GROUP, RedisKeys};
 use eventline_shared::stream_codec;
+pub use eventline_shared::testkit::servers::LocalPostgres;
 use eventline_shared::testkit::{self, TestDatabase};
 use redis::aio::MultiplexedConnection;
 use sqlx::PgPool;
@@ -348,145 +348,13 @@ pub async fn wait_exit(
         .unwrap()
 }
 
-fn is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
-}
-
-/// A PostgreSQL of this test's own, on a free port, that the test may stop
-/// and start again (the shared test server must never be stopped).
-pub struct PrivatePostgres {
-    dir: PathBuf,
-    pub port: u16,
-    bin: PathBuf,
-}
-
-impl PrivatePostgres {
-    pub async fn start() -> Self {
-        let bin = PathBuf::from(
-            std::env::var("EVENTLINE_PG_BIN")
-                .expect("EVENTLINE_PG_BIN is not set: run the tests with `make test`"),
-        );
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let dir = std::env::temp_dir().join(testkit::unique_name("eventline-pg"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let pg = PrivatePostgres { dir, port, bin };
-        if is_root() {
-            let ok = std::process::Command::new("chown")
-                .arg("postgres:")
-                .arg(&pg.dir)
-                .status()
-                .unwrap();
-            assert!(ok.success());
-        }
-        pg.run(
-            "initdb",
-            &[
-                "-N",
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "-D",
-            ],
-            true,
-        );
-        pg.up();
-        pg
-    }
-
-    fn data(&self) -> String {
-        self.dir.join("data").display().to_string()
-    }
-
-    fn run(&self, tool: &str, args: &[&str], with_data: bool) {
-        let tool = self.bin.join(tool).display().to_string();
-        let data = self.data();
-        let mut argv: Vec<&str> = vec![tool.as_str()];
-        argv.extend_from_slice(args);
-        if with_data {
-            argv.push(&data);
-        }
-        let mut cmd = if is_root() {
-            let mut c = std::process::Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).args(&argv);
-            c
-        } else {
-            let mut c = std::process::Command::new(argv[0]);
-            c.args(&argv[1..]);
-            c
-        };
-        let out = cmd.current_dir("/").output().unwrap();
-        assert!(
-            out.status.success(),
-            "{argv:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// Starts (or restarts) the server and waits until it accepts connections.
-    ///
-    /// `fsync=off` is safe here (the OS keeps its page cache through a
-    /// PostgreSQL crash), but `synchronous_commit` must stay on: with it off a
-    /// commit is acknowledged before its WAL is written, and an immediate stop
-    /// loses it, which the worker (rightly) cannot tell from a stored event.
-    pub fn up(&self) {
-        let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
-            self.port,
-            self.dir.display()
-        );
-        let log = self.dir.join("postgres.log").display().to_string();
-        self.run(
-            "pg_ctl",
-            &["start", "-w", "-t", "60", "-l", &log, "-o", &opts, "-D"],
-            true,
-        );
-    }
-
-    /// Stops the server at once, as a crash or a network cut would.
-    pub fn down(&self) {
-        self.run("pg_ctl", &["stop", "-m", "immediate", "-w", "-D"], true);
-    }
-
-    pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-
-    pub fn args(&self) -> DatabaseArgs {
-        DatabaseArgs {
-            database_url: SecretUrl::for_tests(&self.url()),
-            db_max_connections: 10,
-            db_acquire_timeout: Duration::from_secs(1),
-            db_statement_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-impl Drop for PrivatePostgres {
-    fn drop(&mut self) {
-        let data = self.data();
-        let tool = self.bin.join("pg_ctl").display().to_string();
-        let argv = [tool.as_str(), "stop", "-m", "immediate", "-D", &data];
-        let _ = if is_root() {
-            std::process::Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .args(argv)
-                .current_dir("/")
-                .output()
-        } else {
-            std::process::Command::new(argv[0])
-                .args(&argv[1..])
-                .output()
-        };
-        let _ = std::fs::remove_dir_all(&self.dir);
+/// Configuration pointing at a private PostgreSQL's `postgres` database,
+/// with a short acquire timeout so an outage shows quickly.
+pub fn private_pg_args(pg: &LocalPostgres) -> DatabaseArgs {
+    DatabaseArgs {
+        database_url: SecretUrl::for_tests(&pg.url()),
+        db_max_connections: 10,
+        db_acquire_timeout: Duration::from_secs(1),
+        db_statement_timeout: Duration::from_secs(10),
     }
 }

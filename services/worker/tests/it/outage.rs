@@ -18,12 +18,12 @@ use crate::common::*;
 
 async fn outage(outage: Duration, dedup_ttl: &str) {
     let env = TestEnv::new().await;
-    let pg = PrivatePostgres::start().await;
+    let pg = LocalPostgres::start().expect("a private PostgreSQL starts");
     let pool = sqlx::PgPool::connect(&pg.url()).await.unwrap();
     schema::migrate(&pool).await.unwrap();
     let config = config_for(
         &env.redis,
-        pg.args(),
+        private_pg_args(&pg),
         &[
             "--dedup-ttl",
             dedup_ttl,
@@ -79,7 +79,7 @@ async fn outage(outage: Duration, dedup_ttl: &str) {
         })
         .await
     );
-    pg.down();
+    pg.down().expect("PostgreSQL stops");
     // Give batches that were committing when it stopped a moment to fail.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let inserted = |w: &InProcess| w.metric(worker::metrics::INSERTED, None);
@@ -109,7 +109,7 @@ async fn outage(outage: Duration, dedup_ttl: &str) {
         "nothing committed meanwhile"
     );
     assert!(saw_open, "the circuit breaker opened");
-    pg.up();
+    pg.up().expect("PostgreSQL starts again");
     tokio::time::sleep(Duration::from_millis(500)).await;
     producing.store(false, Ordering::Relaxed);
     let sent = producer.await.unwrap();
