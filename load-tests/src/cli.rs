@@ -1,5 +1,6 @@
 //! The command line: `run` (the load), `copy-ceiling`, `entry-size` and
-//! `bench-report` (the pieces `make bench` puts together).
+//! `bench-report` (the pieces `make bench` puts together), and `chaos`
+//! (`make chaos`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -31,6 +32,10 @@ pub enum Command {
     EntrySize(ShapeArgs),
     /// Print the bench table from a bench-results directory and write its summary.json.
     BenchReport { dir: PathBuf },
+    /// Run the load end to end on a local stack of its own while killing,
+    /// freezing and cutting its parts; check every accepted event was stored
+    /// once (`make chaos`).
+    Chaos(crate::chaos::ChaosArgs),
 }
 
 fn duration(s: &str) -> Result<Duration, String> {

@@ -24,7 +24,9 @@ use crate::event_gen::{EventGen, request_body};
 use crate::scenario::{Pacing, Plan};
 use crate::stats::{AcceptedEvent, Recorder};
 
-/// Samples of accepted events for the lag measurement: (id, when the 202 arrived).
+/// Samples of accepted events for the lag measurement: (dedup key, when the
+/// 202 arrived). By key, not id: of two accepted copies of one event (a
+/// client retry) either may be the one stored.
 pub type LagSample = (Uuid, std::time::Instant);
 
 /// Taps accepted events for the lag measurement, at most one per `every`.
@@ -186,10 +188,17 @@ async fn send_until_answered(
         let now = Instant::now();
         let mut accepted = Vec::new();
         let mut rejected = 0;
+        let mut lag_sample = None;
         if answer.status == 202 {
             match accepted_ids(&answer.body, events.len()) {
                 Ok((pairs, n)) => {
                     rejected = n;
+                    // A re-send of an event already stored would be "seen"
+                    // at once: sample a first send.
+                    lag_sample = pairs
+                        .iter()
+                        .find(|(i, _)| !events[*i].is_duplicate)
+                        .map(|&(i, id)| events[i].dedup_key.unwrap_or(id));
                     accepted = pairs
                         .into_iter()
                         .map(|(i, id)| AcceptedEvent {
@@ -203,14 +212,14 @@ async fn send_until_answered(
         }
         let origin = first_sent.map_or(due, |first| first.min(due));
         r.done(answer.status, now - origin, now - sent, &accepted, rejected);
-        if let (Some(tap), Some(first)) = (&c.lag, accepted.first()) {
-            sample_lag(shared, tap, first.id);
+        if let (Some(tap), Some(key)) = (&c.lag, lag_sample) {
+            sample_lag(shared, tap, key);
         }
         return;
     }
 }
 
-fn sample_lag(shared: &Shared, tap: &LagTap, id: Uuid) {
+fn sample_lag(shared: &Shared, tap: &LagTap, key: Uuid) {
     let now = u64::try_from(shared.start.elapsed().as_micros()).unwrap_or(u64::MAX);
     let last = shared.last_sample.load(Ordering::Relaxed);
     let every = u64::try_from(tap.every.as_micros()).unwrap_or(u64::MAX);
@@ -220,7 +229,7 @@ fn sample_lag(shared: &Shared, tap: &LagTap, id: Uuid) {
             .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
     {
-        let _ = tap.tx.send((id, std::time::Instant::now()));
+        let _ = tap.tx.send((key, std::time::Instant::now()));
     }
 }
 

@@ -5,7 +5,7 @@
 //!   with what was accepted, by dedup key: an accepted key never stored is a
 //!   loss; a key stored more than once is a duplicate. Re-sent events with
 //!   the same `event_id` are one key, stored once.
-//! - [`poll_lag`]: while sending, polls PostgreSQL by id for a sample of
+//! - [`poll_lag`]: while sending, polls PostgreSQL by dedup key for a sample of
 //!   accepted events; lag is from the 202 arriving to the first poll that
 //!   sees the row, so it is exact to within one poll interval plus the
 //!   poll's own query time (reported as the resolution).
@@ -41,6 +41,7 @@ pub async fn poll_lag(
     let mut unseen = 0;
     let mut slowest_query = Duration::ZERO;
     let mut open = true;
+    let mut failing = false;
     loop {
         while open {
             match rx.try_recv() {
@@ -56,7 +57,7 @@ pub async fn poll_lag(
             let ids: Vec<Uuid> = pending.iter().map(|p| p.0).collect();
             let started = Instant::now();
             let found: Result<Vec<Uuid>, _> =
-                sqlx::query_scalar("SELECT id FROM events WHERE id = ANY($1)")
+                sqlx::query_scalar("SELECT dedup_key FROM events WHERE dedup_key = ANY($1)")
                     .bind(&ids)
                     .fetch_all(&pool)
                     .await;
@@ -64,6 +65,7 @@ pub async fn poll_lag(
             slowest_query = slowest_query.max(seen_at - started);
             match found {
                 Ok(found) => {
+                    failing = false;
                     let found: HashSet<Uuid> = found.into_iter().collect();
                     pending.retain(|(id, accepted_at)| {
                         if found.contains(id) {
@@ -77,7 +79,13 @@ pub async fn poll_lag(
                         }
                     });
                 }
-                Err(error) => eprintln!("eventline-load: lag poll failed: {error}"),
+                Err(error) => {
+                    // Once per outage, not once per poll.
+                    if !failing {
+                        eprintln!("eventline-load: lag poll failed (retrying): {error}");
+                    }
+                    failing = true;
+                }
             }
             let before = pending.len();
             pending.retain(|(_, accepted_at)| accepted_at.elapsed() < give_up);

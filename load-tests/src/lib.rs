@@ -9,10 +9,12 @@
 //! - [`stats`]: HDR histograms, status counts and the report;
 //! - [`e2e`]: loss, duplicates and lag, checked in PostgreSQL;
 //! - [`ceiling`]: the raw COPY ceiling and the stream-entry size for XADD;
-//! - [`bench_report`]: the `make bench` table.
+//! - [`bench_report`]: the `make bench` table;
+//! - [`chaos`]: the chaos runner (`make chaos`).
 
 pub mod bench_report;
 pub mod ceiling;
+pub mod chaos;
 pub mod cli;
 pub mod client;
 pub mod driver;

@@ -36,6 +36,15 @@ fn main() -> anyhow::Result<()> {
             println!("{}", ceiling::entry_size(&shape, args.samples));
         }
         Command::BenchReport { dir } => print!("{}", bench_report::report(&dir)?),
+        Command::Chaos(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let summary = runtime.block_on(eventline_load::chaos::run(&args))?;
+            print!("{}", summary.render());
+            std::process::exit(i32::from(!summary.ok()));
+        }
     }
     Ok(())
 }

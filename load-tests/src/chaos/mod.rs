@@ -1,0 +1,472 @@
+//! The chaos runner (`eventline-load chaos`, `make chaos`): the load
+//! generator, end to end, against a real local stack while faults are
+//! injected, one scenario after the other on the same stack; after each, the
+//! accepted events are checked against PostgreSQL.
+//!
+//! Per scenario it reports events accepted, stored, lost, duplicated,
+//! dead-lettered, the longest stall (the longest time nothing was committed
+//! while the group had entries waiting) and whether the stream drained
+//! (pending list empty, nothing undelivered) within 60 s of the last fault.
+//! Every event carries a client `event_id`, so a request the load generator
+//! re-sends after a broken connection is one event, as it would be for a
+//! real client retrying.
+//!
+//! - [`stack`]: Redis (AOF, `appendfsync everysec`), PostgreSQL, the proxy,
+//!   the gateway and the workers as child processes;
+//! - [`proxy`]: the TCP proxy between the workers and PostgreSQL;
+//! - [`scenario`]: the faults and their timing;
+//! - [`probe`]: what Redis and PostgreSQL say about progress.
+
+pub mod probe;
+pub mod proxy;
+pub mod scenario;
+pub mod stack;
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser};
+use serde::Serialize;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Cli, Command};
+use scenario::{Kind, Timing};
+use stack::{Stack, StackOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChaosError {
+    #[error("{0}: {1}")]
+    Io(String, #[source] std::io::Error),
+    #[error(transparent)]
+    Server(#[from] eventline_shared::testkit::servers::ServerError),
+    #[error("PostgreSQL: {0}")]
+    Db(#[source] sqlx::Error),
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("setting up: {0}")]
+    Setup(String),
+    #[error("{} not found: build it first (cargo build --release -p ingest-gateway -p worker), or pass --bin-dir", .0.display())]
+    MissingBinary(PathBuf),
+    #[error("{0} exited: {1}")]
+    Exited(String, String),
+    #[error("{0} did not come up")]
+    NotReady(String),
+    #[error("load: {0}")]
+    Load(String),
+}
+
+impl ChaosError {
+    pub fn io(what: impl Into<String>, e: std::io::Error) -> Self {
+        ChaosError::Io(what.into(), e)
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ChaosArgs {
+    /// Where the ingest-gateway and worker binaries are (default: beside
+    /// this one; for a test binary, the directory above it).
+    #[arg(long)]
+    pub bin_dir: Option<PathBuf>,
+    /// Scratch directory for the servers' data and the logs (default: a new
+    /// one under the temp dir, removed afterwards unless --keep).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Keep the scratch directory (logs, Redis AOF, PostgreSQL data).
+    #[arg(long)]
+    pub keep: bool,
+    /// Short faults and windows, for `make test` (about a minute).
+    #[arg(long)]
+    pub quick: bool,
+    /// Only these scenarios (comma-separated), in this order.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    pub scenarios: Vec<Kind>,
+    /// Worker processes.
+    #[arg(long, default_value_t = 3)]
+    pub workers: usize,
+    /// Events per second sent during each scenario (default 8000; --quick 1000).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Seconds of load per scenario (default 45; --quick 8).
+    #[arg(long)]
+    pub window: Option<u64>,
+    /// Seed of the fault schedule and the events.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// One scenario's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub scenario: String,
+    pub faults: Vec<String>,
+    pub accepted: u64,
+    pub stored: u64,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub unexpected: u64,
+    pub dead_lettered: u64,
+    pub retried_429_503: u64,
+    pub transport_errors: u64,
+    pub abandoned: u64,
+    pub longest_stall_seconds: f64,
+    /// Seconds from the end of the last fault to pending 0 and lag 0; None
+    /// when that did not happen within 60 s.
+    pub drained_after_seconds: Option<f64>,
+    /// The same from the end of the load (the earliest it can be empty).
+    pub drained_after_load_seconds: Option<f64>,
+}
+
+impl Outcome {
+    pub fn ok(&self) -> bool {
+        self.lost == 0
+            && self.duplicated == 0
+            && self.unexpected == 0
+            && self.abandoned == 0
+            && self.drained_after_seconds.is_some()
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub quick: bool,
+    pub workers: usize,
+    pub rate: f64,
+    pub window_seconds: u64,
+    pub scenarios: Vec<Outcome>,
+    pub accepted: u64,
+    pub lost: u64,
+    pub duplicated: u64,
+    /// Every service exited 0 on SIGTERM at the end.
+    pub clean_shutdown: bool,
+}
+
+impl Summary {
+    pub fn ok(&self) -> bool {
+        self.clean_shutdown && self.scenarios.iter().all(Outcome::ok)
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "\n{:<16} {:>9} {:>9} {:>5} {:>5} {:>5} {:>8} {:>8} {:>9}  drained",
+            "scenario",
+            "accepted",
+            "stored",
+            "lost",
+            "dup",
+            "dlq",
+            "429/503",
+            "stall s",
+            "conn err"
+        );
+        for o in &self.scenarios {
+            let drained = match (o.drained_after_seconds, o.drained_after_load_seconds) {
+                (Some(fault), Some(load)) => {
+                    format!("yes: {load:.1} s after the load, {fault:.1} s after the last fault")
+                }
+                _ => "NO (not within 60 s of the last fault)".into(),
+            };
+            let _ = writeln!(
+                out,
+                "{:<16} {:>9} {:>9} {:>5} {:>5} {:>5} {:>8} {:>8.1} {:>9}  {}",
+                o.scenario,
+                o.accepted,
+                o.stored,
+                o.lost,
+                o.duplicated,
+                o.dead_lettered,
+                o.retried_429_503,
+                o.longest_stall_seconds,
+                o.transport_errors,
+                drained
+            );
+            for f in &o.faults {
+                let _ = writeln!(out, "{:<16}   {f}", "");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "{:<16} {:>9} {:>9} {:>5} {:>5}",
+            "all",
+            self.accepted,
+            self.scenarios.iter().map(|o| o.stored).sum::<u64>(),
+            self.lost,
+            self.duplicated
+        );
+        let _ = writeln!(
+            out,
+            "services stopped with SIGTERM: {}\n{}",
+            if self.clean_shutdown {
+                "all exited 0"
+            } else {
+                "NOT all exited 0"
+            },
+            if self.ok() {
+                "PASS: nothing lost, nothing stored twice, drained after every fault"
+            } else {
+                "FAIL"
+            }
+        );
+        out
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM, so that the servers and services are
+/// stopped (their owners dropped) rather than left behind.
+fn interrupted() -> Result<impl Future<Output = ()>, ChaosError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| ChaosError::io("SIGINT", e))?;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| ChaosError::io("SIGTERM", e))?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
+}
+
+fn default_bin_dir() -> Result<PathBuf, ChaosError> {
+    let exe = std::env::current_exe().map_err(|e| ChaosError::io("locating this binary", e))?;
+    let mut dir = exe
+        .parent()
+        .map(PathBuf::from)
+        .ok_or_else(|| ChaosError::Setup("this binary has no directory".into()))?;
+    // A test binary lives in target/<profile>/deps; the services one above.
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    Ok(dir)
+}
+
+/// Runs every scenario on one stack and returns what happened.
+pub async fn run(args: &ChaosArgs) -> Result<Summary, ChaosError> {
+    let timing = Timing::new(args.quick, args.window);
+    let rate = args
+        .rate
+        .unwrap_or(if args.quick { 1000.0 } else { 8000.0 });
+    let kinds = if args.scenarios.is_empty() {
+        Kind::ALL.to_vec()
+    } else {
+        args.scenarios.clone()
+    };
+    let (dir, temp) = match &args.dir {
+        Some(dir) => (dir.clone(), false),
+        None => (
+            std::env::temp_dir().join(eventline_shared::testkit::unique_name("eventline-chaos")),
+            true,
+        ),
+    };
+    let options = StackOptions {
+        bin_dir: match &args.bin_dir {
+            Some(d) => d.clone(),
+            None => default_bin_dir()?,
+        },
+        dir: dir.clone(),
+        workers: args.workers.max(1),
+        high_water: timing.high_water,
+        worker_env: timing.worker_env(),
+    };
+    eprintln!(
+        "chaos: {} scenarios, {} workers, {rate} events/s for {} s each; data and logs in {}",
+        kinds.len(),
+        options.workers,
+        timing.window.as_secs(),
+        dir.display()
+    );
+    let mut stack = Stack::start(&options).await?;
+    if args.keep {
+        stack.redis.keep_data();
+        stack.pg.keep_data();
+    }
+    let mut outcomes = Vec::new();
+    let mut failure = None;
+    let interrupted = interrupted()?;
+    tokio::pin!(interrupted);
+    for (i, kind) in kinds.iter().enumerate() {
+        eprintln!(
+            "chaos: scenario {} ({}/{})",
+            kind.name(),
+            i + 1,
+            kinds.len()
+        );
+        let result = tokio::select! {
+            r = run_scenario(&mut stack, *kind, &timing, rate, args.seed + i as u64) => r,
+            () = &mut interrupted => Err(ChaosError::Setup("interrupted".into())),
+        };
+        match result {
+            Ok(outcome) => {
+                eprintln!(
+                    "chaos: {}: {} accepted, {} lost, {} duplicated",
+                    outcome.scenario, outcome.accepted, outcome.lost, outcome.duplicated
+                );
+                outcomes.push(outcome);
+            }
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    let stopped = stack.stop().await;
+    if let Err(e) = &stopped {
+        eprintln!("chaos: stopping the services: {e}");
+    }
+    drop(stack);
+    if temp && !args.keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let summary = Summary {
+        quick: args.quick,
+        workers: options.workers,
+        rate,
+        window_seconds: timing.window.as_secs(),
+        accepted: outcomes.iter().map(|o| o.accepted).sum(),
+        lost: outcomes.iter().map(|o| o.lost).sum(),
+        duplicated: outcomes.iter().map(|o| o.duplicated).sum(),
+        scenarios: outcomes,
+        clean_shutdown: stopped.is_ok(),
+    };
+    if let Some(path) = &args.json {
+        let json =
+            serde_json::to_string_pretty(&summary).map_err(|e| ChaosError::Setup(e.to_string()))?;
+        std::fs::write(path, json)
+            .map_err(|e| ChaosError::io(format!("writing {}", path.display()), e))?;
+    }
+    Ok(summary)
+}
+
+async fn run_scenario(
+    stack: &mut Stack,
+    kind: Kind,
+    timing: &Timing,
+    rate: f64,
+    seed: u64,
+) -> Result<Outcome, ChaosError> {
+    let probe = probe::Probe::new(&stack.redis.url(), &stack.database_url).await?;
+    let dlq_before = probe.dlq_len().await.unwrap_or(0);
+    let stop_watch = CancellationToken::new();
+    let watcher = tokio::spawn(probe.clone().longest_stall(stop_watch.clone()));
+
+    let window = timing.window.as_secs().to_string();
+    let rate_arg = format!("{rate}");
+    let seed_arg = seed.to_string();
+    let target = stack.gateway_url();
+    let argv = [
+        "eventline-load",
+        "run",
+        "--target",
+        &target,
+        "--api-key",
+        &stack.api_key,
+        "--mode",
+        "open",
+        "--rate",
+        &rate_arg,
+        "--duration",
+        &format!("{window}s"),
+        "-c",
+        "16",
+        "-b",
+        "100",
+        "--event-id-share",
+        "1",
+        "--seed",
+        &seed_arg,
+        "--e2e",
+        "--database-url",
+        &stack.database_url,
+        "--drain-timeout",
+        "90s",
+        "--e2e-timeout",
+        "120s",
+        "--lag-poll",
+        "100ms",
+        "--label",
+        kind.name(),
+        "--quiet",
+    ];
+    let Command::Run(run_args) = Cli::try_parse_from(argv)
+        .map_err(|e| ChaosError::Load(e.to_string()))?
+        .command
+    else {
+        return Err(ChaosError::Load("not a run command".into()));
+    };
+    let load = tokio::spawn(async move { crate::run(&run_args).await });
+
+    let started = Instant::now();
+    let faults = scenario::inject(stack, kind, timing, seed, started).await;
+    let last_fault_end = Instant::now();
+    let faults = faults?;
+    eprintln!(
+        "chaos:   faults over at {:.1} s",
+        (last_fault_end - started).as_secs_f64()
+    );
+
+    // Drained: every entry delivered and acked, within 60 s of the last
+    // fault (and once the load has stopped, so that "empty" is not a
+    // moment between two batches).
+    let load_end = started + timing.window;
+    tokio::time::sleep_until(load_end).await;
+    let drained_at = probe
+        .wait_drained(last_fault_end + Duration::from_secs(60))
+        .await;
+    match drained_at {
+        Ok(at) => eprintln!(
+            "chaos:   drained {:.1} s after the load, {:.1} s after the last fault",
+            (at - load_end).as_secs_f64(),
+            (at - last_fault_end).as_secs_f64()
+        ),
+        Err(b) => eprintln!("chaos:   NOT drained within 60 s of the last fault: {b:?}"),
+    }
+    let drained_at = drained_at.ok();
+
+    let report = load
+        .await
+        .map_err(|e| ChaosError::Load(e.to_string()))?
+        .map_err(|e| ChaosError::Load(format!("{e:#}")))?;
+    eprintln!("chaos:   load and checks done");
+    stop_watch.cancel();
+    let longest_stall = watcher.await.unwrap_or_default();
+    let dlq_after = probe.dlq_len().await.unwrap_or(dlq_before);
+    let e2e = report
+        .e2e
+        .ok_or_else(|| ChaosError::Load("no end-to-end check".into()))?;
+    let retried = report
+        .statuses
+        .iter()
+        .filter(|(s, _)| **s == 429 || **s == 503)
+        .map(|(_, n)| *n)
+        .sum();
+    Ok(Outcome {
+        scenario: kind.name().into(),
+        faults,
+        accepted: e2e.expected,
+        stored: e2e.stored,
+        lost: e2e.lost,
+        duplicated: e2e.duplicates,
+        unexpected: e2e.unexpected,
+        dead_lettered: dlq_after.saturating_sub(dlq_before),
+        retried_429_503: retried,
+        transport_errors: report.transport_errors,
+        abandoned: report.abandoned,
+        longest_stall_seconds: longest_stall.as_secs_f64(),
+        drained_after_seconds: drained_at.map(|at| (at - last_fault_end).as_secs_f64()),
+        drained_after_load_seconds: drained_at.map(|at| (at - load_end).as_secs_f64()),
+    })
+}
+
+/// `eventline-load chaos`, parsed on its own (for tests).
+#[derive(Debug, Parser)]
+pub struct ChaosCli {
+    #[command(flatten)]
+    pub args: ChaosArgs,
+}

@@ -1,0 +1,270 @@
+//! The faults, when they strike and for how long. Every scenario sends load
+//! for the whole window; its faults start after a quiet start and end before
+//! the window does, so the checks afterwards see the pipeline recover while
+//! load still runs.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::ChaosError;
+use super::proxy::Fault;
+use super::stack::Stack;
+use crate::rng::Rng;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// A random worker SIGKILLed every few seconds and started again (under
+    /// a new consumer name, as a new pod would be).
+    WorkerKill,
+    /// PostgreSQL stopped (immediate: as a crash) and started again.
+    PostgresStop,
+    /// Redis SIGKILLed and started again from its append-only file.
+    RedisKill,
+    /// Redis frozen with SIGSTOP, then SIGCONT.
+    RedisFreeze,
+    /// The gateway SIGKILLed and started again.
+    GatewayRestart,
+    /// The network between the workers and PostgreSQL cut, then slow.
+    Network,
+    /// Every worker frozen until the stream passes its high-water mark: the
+    /// gateway answers 429 with Retry-After and the client's retries get
+    /// everything in once the workers are back.
+    Overload,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 7] = [
+        Kind::WorkerKill,
+        Kind::PostgresStop,
+        Kind::RedisKill,
+        Kind::RedisFreeze,
+        Kind::GatewayRestart,
+        Kind::Network,
+        Kind::Overload,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::WorkerKill => "worker-kill",
+            Kind::PostgresStop => "postgres-stop",
+            Kind::RedisKill => "redis-kill",
+            Kind::RedisFreeze => "redis-freeze",
+            Kind::GatewayRestart => "gateway-restart",
+            Kind::Network => "network",
+            Kind::Overload => "overload",
+        }
+    }
+}
+
+/// Durations of the full run (`make chaos`) and of the quick one (`make test`).
+pub struct Timing {
+    pub window: Duration,
+    pub postgres_down: Duration,
+    pub redis_frozen: Duration,
+    pub gateway_down: Duration,
+    pub network_cut: Duration,
+    pub network_slow: Duration,
+    pub latency: Duration,
+    pub workers_frozen: Duration,
+    /// Between two worker kills: uniformly in this range.
+    pub kill_every: (Duration, Duration),
+    /// The gateway's STREAM_HIGH_WATER.
+    pub high_water: u64,
+    /// Workers claim entries idle this long (a killed worker's batch).
+    pub claim_idle: Duration,
+}
+
+impl Timing {
+    pub fn new(quick: bool, window: Option<u64>) -> Self {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        if quick {
+            Timing {
+                window: s(window.unwrap_or(8)),
+                postgres_down: s(3),
+                redis_frozen: s(2),
+                gateway_down: ms(500),
+                network_cut: s(2),
+                network_slow: s(2),
+                latency: ms(50),
+                workers_frozen: s(6),
+                kill_every: (ms(1200), ms(2500)),
+                high_water: 3_000,
+                claim_idle: s(2),
+            }
+        } else {
+            Timing {
+                window: s(window.unwrap_or(45)),
+                postgres_down: s(30),
+                redis_frozen: s(5),
+                gateway_down: s(1),
+                network_cut: s(10),
+                network_slow: s(10),
+                latency: ms(50),
+                workers_frozen: s(20),
+                kill_every: (s(3), s(6)),
+                high_water: 100_000,
+                claim_idle: s(5),
+            }
+        }
+    }
+
+    /// Worker settings for the run: claims soon after a kill (the default
+    /// minute would outlast the scenario), trimming every second (the
+    /// gateway's high-water mark counts the stream's length).
+    pub fn worker_env(&self) -> Vec<(String, String)> {
+        [
+            ("CLAIM_IDLE_MS", self.claim_idle.as_millis().to_string()),
+            ("CLAIM_INTERVAL_MS", "1000".into()),
+            ("TRIM_INTERVAL_MS", "1000".into()),
+            ("DB_ACQUIRE_TIMEOUT_MS", "2000".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    /// When the first fault strikes, after the load has settled.
+    fn onset(&self) -> Duration {
+        (self.window / 5).max(Duration::from_secs(1))
+    }
+}
+
+async fn sleep_until(t: Instant) {
+    tokio::time::sleep_until(t).await;
+}
+
+fn secs(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
+/// Injects `kind`'s faults on `stack` (the load started at `started`);
+/// returns a line per fault. Every fault is undone before it returns, also
+/// on error where that is possible.
+pub async fn inject(
+    stack: &mut Stack,
+    kind: Kind,
+    t: &Timing,
+    seed: u64,
+    started: Instant,
+) -> Result<Vec<String>, ChaosError> {
+    let mut log = Vec::new();
+    let onset = started + t.onset();
+    sleep_until(onset).await;
+    let at = |i: Instant| secs(i - started);
+    match kind {
+        Kind::WorkerKill => {
+            let mut rng = Rng::new(seed);
+            let end = started + t.window - t.window / 5;
+            let (lo, hi) = t.kill_every;
+            let mut kills = 0;
+            while Instant::now() < end {
+                let i = rng.below(stack.workers.len() as u64) as usize;
+                let w = &mut stack.workers[i];
+                w.kill().await?;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                w.restart().await?;
+                kills += 1;
+                let gap = lo + (hi - lo).mul_f64(rng.unit());
+                tokio::time::sleep(gap).await;
+            }
+            log.push(format!(
+                "{kills} SIGKILLs of a random worker between {} and {}, each started again 0.3 s later",
+                at(onset),
+                at(Instant::now())
+            ));
+        }
+        Kind::PostgresStop => {
+            block(|| stack.pg.down())?;
+            tokio::time::sleep(t.postgres_down).await;
+            block(|| stack.pg.up())?;
+            log.push(format!(
+                "PostgreSQL stopped (immediate) at {} for {}",
+                at(onset),
+                secs(t.postgres_down)
+            ));
+        }
+        Kind::RedisKill => {
+            let killed = Instant::now();
+            block(|| stack.redis.kill())?;
+            block(|| stack.redis.up())?;
+            log.push(format!(
+                "Redis SIGKILLed at {}, started again from its AOF in {}",
+                at(killed),
+                secs(killed.elapsed())
+            ));
+        }
+        Kind::RedisFreeze => {
+            stack.redis.freeze()?;
+            tokio::time::sleep(t.redis_frozen).await;
+            stack.redis.thaw()?;
+            log.push(format!(
+                "Redis frozen (SIGSTOP) at {} for {}",
+                at(onset),
+                secs(t.redis_frozen)
+            ));
+        }
+        Kind::GatewayRestart => {
+            stack.gateway.kill().await?;
+            tokio::time::sleep(t.gateway_down).await;
+            stack.gateway.restart().await?;
+            log.push(format!(
+                "gateway SIGKILLed at {}, started again after {} (up in {})",
+                at(onset),
+                secs(t.gateway_down),
+                secs(onset.elapsed() - t.gateway_down)
+            ));
+        }
+        Kind::Network => {
+            stack.proxy.set(Fault::Cut);
+            tokio::time::sleep(t.network_cut).await;
+            stack.proxy.set(Fault::Latency(t.latency));
+            tokio::time::sleep(t.network_slow).await;
+            stack.proxy.set(Fault::None);
+            let (_, cut) = stack.proxy.counts();
+            log.push(format!(
+                "worker↔PostgreSQL cut at {} for {} ({cut} connections dropped or refused), then {} ms each way for {}",
+                at(onset),
+                secs(t.network_cut),
+                t.latency.as_millis(),
+                secs(t.network_slow)
+            ));
+        }
+        Kind::Overload => {
+            let frozen = freeze_workers(stack, "STOP");
+            if let Err(e) = frozen {
+                let _ = freeze_workers(stack, "CONT");
+                return Err(e);
+            }
+            tokio::time::sleep(t.workers_frozen).await;
+            freeze_workers(stack, "CONT")?;
+            log.push(format!(
+                "every worker frozen (SIGSTOP) at {} for {}, stream high-water mark {}",
+                at(onset),
+                secs(t.workers_frozen),
+                t.high_water
+            ));
+        }
+    }
+    Ok(log)
+}
+
+fn freeze_workers(stack: &Stack, signal: &str) -> Result<(), ChaosError> {
+    for w in &stack.workers {
+        w.signal(signal)?;
+    }
+    Ok(())
+}
+
+/// Runs a blocking server control (pg_ctl, a Redis restart) without stalling
+/// the load generator's tasks on this thread.
+fn block<T>(
+    f: impl FnOnce() -> Result<T, eventline_shared::testkit::servers::ServerError>,
+) -> Result<T, ChaosError> {
+    Ok(tokio::task::block_in_place(f)?)
+}

@@ -1,0 +1,271 @@
+//! The stack under test: a Redis persisting to its append-only file
+//! (`appendfsync everysec`), a PostgreSQL, the TCP proxy between the workers
+//! and PostgreSQL, one gateway and several workers, each service the real
+//! binary in a child process that the runner may kill and start again.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use eventline_shared::api_key::{self, KeyPepper, Scopes};
+use eventline_shared::testkit::servers::{self, LocalPostgres, LocalRedis};
+use tokio::process::{Child, Command};
+
+use super::ChaosError;
+use super::proxy::Proxy;
+
+/// Settings of the stack that the scenarios rely on.
+pub struct StackOptions {
+    pub bin_dir: PathBuf,
+    pub dir: PathBuf,
+    pub workers: usize,
+    /// The gateway answers 429 above this stream length.
+    pub high_water: u64,
+    /// Worker settings (env) beyond the defaults.
+    pub worker_env: Vec<(String, String)>,
+}
+
+/// One service: its binary, environment and, while it runs, the child.
+pub struct Service {
+    pub name: String,
+    bin: PathBuf,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+    /// Consumer names change on every start, as a new pod's name would.
+    consumer_base: Option<String>,
+    starts: u32,
+    child: Option<Child>,
+    health: SocketAddr,
+}
+
+impl Service {
+    async fn start(&mut self) -> Result<(), ChaosError> {
+        self.starts += 1;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|e| ChaosError::io(format!("opening {}", self.log.display()), e))?;
+        let err = log.try_clone().map_err(|e| ChaosError::io("log file", e))?;
+        let mut cmd = Command::new(&self.bin);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env("LISTEN_ADDR", self.health.to_string())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .kill_on_drop(true);
+        if let Some(base) = &self.consumer_base {
+            cmd.env("CONSUMER", format!("{base}-{}", self.starts));
+        }
+        self.child = Some(
+            cmd.spawn()
+                .map_err(|e| ChaosError::io(format!("starting {}", self.bin.display()), e))?,
+        );
+        self.wait_live().await
+    }
+
+    /// Waits until the health port answers (the process is up; readiness
+    /// may follow later, e.g. while Redis is away).
+    async fn wait_live(&mut self) -> Result<(), ChaosError> {
+        for _ in 0..300 {
+            if tokio::net::TcpStream::connect(self.health).await.is_ok() {
+                return Ok(());
+            }
+            if let Some(child) = &mut self.child
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                return Err(ChaosError::Exited(self.name.clone(), status.to_string()));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(ChaosError::NotReady(self.name.clone()))
+    }
+
+    /// SIGKILL and reap: no shutdown, no flush, no ack.
+    pub async fn kill(&mut self) -> Result<(), ChaosError> {
+        if let Some(mut child) = self.child.take() {
+            child
+                .kill()
+                .await
+                .map_err(|e| ChaosError::io(format!("killing {}", self.name), e))?;
+        }
+        Ok(())
+    }
+
+    pub async fn restart(&mut self) -> Result<(), ChaosError> {
+        self.kill().await?;
+        self.start().await
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
+    /// SIGSTOP or SIGCONT (`STOP`/`CONT`).
+    pub fn signal(&self, signal: &str) -> Result<(), ChaosError> {
+        match self.pid() {
+            Some(pid) => Ok(servers::signal(pid, signal)?),
+            None => Ok(()),
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit (at the end of a run).
+    pub async fn stop(&mut self) -> Result<(), ChaosError> {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = child.id() {
+                servers::signal(pid, "TERM")?;
+            }
+            let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+                .await
+                .map_err(|_| ChaosError::NotReady(format!("{} (SIGTERM)", self.name)))?
+                .map_err(|e| ChaosError::io("waiting for a service", e))?;
+            if !status.success() {
+                return Err(ChaosError::Exited(self.name.clone(), status.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn starts(&self) -> u32 {
+        self.starts
+    }
+}
+
+pub struct Stack {
+    pub redis: LocalRedis,
+    pub pg: LocalPostgres,
+    pub proxy: Proxy,
+    pub gateway: Service,
+    pub workers: Vec<Service>,
+    pub api_key: String,
+    /// PostgreSQL directly (not through the proxy), for the checks.
+    pub database_url: String,
+}
+
+fn free_addr() -> Result<SocketAddr, ChaosError> {
+    Ok(SocketAddr::from(([127, 0, 0, 1], servers::free_port()?)))
+}
+
+fn binary(bin_dir: &Path, name: &str) -> Result<PathBuf, ChaosError> {
+    let path = bin_dir.join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(ChaosError::MissingBinary(path))
+    }
+}
+
+impl Stack {
+    pub async fn start(o: &StackOptions) -> Result<Self, ChaosError> {
+        let gateway_bin = binary(&o.bin_dir, "ingest-gateway")?;
+        let worker_bin = binary(&o.bin_dir, "worker")?;
+        std::fs::create_dir_all(o.dir.join("logs"))
+            .map_err(|e| ChaosError::io(format!("creating {}", o.dir.display()), e))?;
+
+        let redis = LocalRedis::start_in(o.dir.join("redis"), "everysec")?;
+        let pg = LocalPostgres::start_in(o.dir.join("pg"))?;
+        let database_url = pg.url();
+        let pool = sqlx::PgPool::connect(&database_url)
+            .await
+            .map_err(ChaosError::Db)?;
+        eventline_shared::schema::migrate(&pool)
+            .await
+            .map_err(|e| ChaosError::Setup(format!("migrations: {e}")))?;
+        let pepper_hex = random_hex(32);
+        let pepper: KeyPepper = pepper_hex.parse().map_err(ChaosError::Setup)?;
+        let scopes = Scopes::parse_list("ingest").map_err(|e| ChaosError::Setup(e.to_string()))?;
+        let (_, api_key) = api_key::create(&pool, &pepper, "chaos", scopes)
+            .await
+            .map_err(|e| ChaosError::Setup(e.to_string()))?;
+        pool.close().await;
+
+        let pg_addr = SocketAddr::from(([127, 0, 0, 1], pg.port));
+        let proxy = Proxy::start(pg_addr)
+            .await
+            .map_err(|e| ChaosError::io("starting the proxy", e))?;
+
+        let common = |db_url: &str| -> Vec<(String, String)> {
+            [
+                ("REDIS_URL", redis.url()),
+                ("DATABASE_URL", db_url.to_owned()),
+                ("LOG_FORMAT", "json".into()),
+                ("RUST_LOG", "warn".into()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect()
+        };
+        let mut gateway_env = common(&database_url);
+        gateway_env.extend(
+            [
+                ("KEY_PEPPER", pepper_hex.clone()),
+                ("STREAM_HIGH_WATER", o.high_water.to_string()),
+                ("RATE_LIMIT_KEY_PER_SECOND", "100000000".into()),
+                ("RATE_LIMIT_KEY_BURST", "100000000".into()),
+                ("RATE_LIMIT_IP_PER_SECOND", "100000000".into()),
+                ("RATE_LIMIT_IP_BURST", "100000000".into()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v)),
+        );
+        let mut gateway = Service {
+            name: "gateway".into(),
+            bin: gateway_bin,
+            env: gateway_env,
+            log: o.dir.join("logs/gateway.log"),
+            consumer_base: None,
+            starts: 0,
+            child: None,
+            health: free_addr()?,
+        };
+        gateway.start().await?;
+
+        let proxied = format!("postgres://postgres@{}/postgres", proxy.addr);
+        let mut workers = Vec::new();
+        for i in 0..o.workers {
+            let mut env = common(&proxied);
+            env.extend(o.worker_env.iter().cloned());
+            let mut w = Service {
+                name: format!("worker-{i}"),
+                bin: worker_bin.clone(),
+                env,
+                log: o.dir.join(format!("logs/worker-{i}.log")),
+                consumer_base: Some(format!("chaos-w{i}")),
+                starts: 0,
+                child: None,
+                health: free_addr()?,
+            };
+            w.start().await?;
+            workers.push(w);
+        }
+        Ok(Stack {
+            redis,
+            pg,
+            proxy,
+            gateway,
+            workers,
+            api_key,
+            database_url,
+        })
+    }
+
+    pub fn gateway_url(&self) -> String {
+        format!("http://{}", self.gateway.health)
+    }
+
+    /// Stops the services politely (SIGTERM, exit 0 expected).
+    pub async fn stop(&mut self) -> Result<(), ChaosError> {
+        self.gateway.stop().await?;
+        for w in &mut self.workers {
+            w.stop().await?;
+        }
+        Ok(())
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).expect("the OS random source works");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
