@@ -129,6 +129,43 @@ pub struct ShardStats {
     pub last_delivered_id: Option<String>,
 }
 
+/// The id of the last entry ever added (`last-generated-id` of `XINFO
+/// STREAM`); None when the stream does not exist.
+pub async fn last_generated_id(
+    conn: &mut impl redis::aio::ConnectionLike,
+    stream: &str,
+) -> Result<Option<StreamId>, redis::RedisError> {
+    let reply: Result<Value, _> = redis::cmd("XINFO")
+        .arg("STREAM")
+        .arg(stream)
+        .query_async(conn)
+        .await;
+    let reply = match reply {
+        Ok(v) => v,
+        Err(e) if e.to_string().contains("no such key") => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Ok(flat_pairs(reply)
+        .into_iter()
+        .find(|(k, _)| k == "last-generated-id")
+        .and_then(|(_, v)| StreamId::parse(&v)))
+}
+
+/// The group's lag, corrected: Redis derives `lag` from counters that a
+/// restart from the append-only file can leave far off (seen: 198,300
+/// "undelivered" on a stream whose every entry had been delivered and
+/// acked), so a group whose last delivered id has reached the stream's last
+/// id has lag 0 whatever the counter says, and one that has not has an
+/// unknown lag when the counter says 0.
+pub fn corrected_lag(group: &GroupInfo, last_generated: Option<StreamId>) -> Option<u64> {
+    let delivered = StreamId::parse(&group.last_delivered_id);
+    match (delivered, last_generated) {
+        (_, None) => Some(0),
+        (Some(d), Some(last)) if d >= last => Some(0),
+        _ => group.lag.filter(|&n| n > 0),
+    }
+}
+
 /// Length and our group's pending/lag for one stream.
 pub async fn shard_stats(
     conn: &mut impl redis::aio::ConnectionLike,
@@ -140,11 +177,41 @@ pub async fn shard_stats(
         .await?
         .into_iter()
         .find(|g| g.name == group);
+    let lag = match &ours {
+        Some(g) => corrected_lag(g, last_generated_id(conn, stream).await?),
+        None => None,
+    };
     Ok(ShardStats {
         stream: stream.to_owned(),
         length,
         pending: ours.as_ref().map_or(0, |g| g.pending),
-        lag: ours.as_ref().and_then(|g| g.lag),
+        lag,
         last_delivered_id: ours.map(|g| g.last_delivered_id),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(last_delivered: &str, lag: Option<u64>) -> GroupInfo {
+        GroupInfo {
+            name: "writers".into(),
+            pending: 0,
+            last_delivered_id: last_delivered.into(),
+            lag,
+        }
+    }
+
+    #[test]
+    fn lag_is_zero_once_the_last_entry_was_delivered_whatever_the_counter() {
+        let last = StreamId::parse("100-5");
+        assert_eq!(corrected_lag(&group("100-5", Some(198_300)), last), Some(0));
+        assert_eq!(corrected_lag(&group("100-4", Some(7)), last), Some(7));
+        // Behind, but the counter says 0 (or nothing): unknown.
+        assert_eq!(corrected_lag(&group("99-0", Some(0)), last), None);
+        assert_eq!(corrected_lag(&group("99-0", None), last), None);
+        // No stream: nothing to deliver.
+        assert_eq!(corrected_lag(&group("0-0", None), None), Some(0));
+    }
 }
