@@ -227,6 +227,12 @@ pub struct LocalRedis {
 }
 
 impl LocalRedis {
+    /// In a new directory under the system temp dir (removed on drop).
+    pub fn start(appendfsync: &str) -> Result<Self, ServerError> {
+        let dir = std::env::temp_dir().join(super::unique_name("eventline-redis"));
+        Self::start_in(dir, appendfsync)
+    }
+
     /// `appendfsync`: `everysec`, `always` or `no`.
     pub fn start_in(dir: PathBuf, appendfsync: &str) -> Result<Self, ServerError> {
         let bin = PathBuf::from(

@@ -6,8 +6,6 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use clap::Parser;
@@ -15,6 +13,7 @@ use eventline_shared::EnrichedEvent;
 use eventline_shared::api_key::{self, KeyPepper, Scopes};
 use eventline_shared::redis_keys::RedisKeys;
 use eventline_shared::stream_codec;
+pub use eventline_shared::testkit::servers::LocalRedis;
 use eventline_shared::testkit::{self, TestDatabase};
 use ingest_gateway::config::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -162,7 +161,29 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Response {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    request_from(None, addr, method, path, headers, body).await
+}
+
+/// [`request`] from a given local address (any of 127.0.0.0/8 works on
+/// loopback), to look like another client to per-address limits.
+pub async fn request_from(
+    source: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let mut stream = match source {
+        Some(ip) => {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket
+                .bind(SocketAddr::new(ip, 0))
+                .expect("bind the source");
+            socket.connect(addr).await.expect("connect")
+        }
+        None => TcpStream::connect(addr).await.expect("connect"),
+    };
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -244,113 +265,4 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     enc.write_all(data).expect("gzip");
     enc.finish().expect("gzip")
-}
-
-/// A Redis server of a test's own, to stop, restart and freeze.
-pub struct OwnRedis {
-    pub port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl OwnRedis {
-    pub fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let dir = std::env::temp_dir().join(testkit::unique_name("gw-redis"));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let mut redis = OwnRedis {
-            port,
-            dir,
-            child: None,
-        };
-        redis.spawn();
-        redis
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn spawn(&mut self) {
-        let server =
-            std::env::var("EVENTLINE_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
-        let child = Command::new(server)
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts (set EVENTLINE_REDIS_SERVER)");
-        self.child = Some(child);
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("redis-server did not start on {}", self.port);
-    }
-
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    pub fn restart(&mut self) {
-        self.stop();
-        self.spawn();
-    }
-
-    fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().expect("running").id().to_string();
-        let status = Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-    }
-
-    pub fn freeze(&self) {
-        self.signal("-STOP");
-    }
-
-    pub fn thaw(&self) {
-        self.signal("-CONT");
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        if self.child.is_some() {
-            let _ = self.signal_quiet("-CONT");
-        }
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl OwnRedis {
-    fn signal_quiet(&self, signal: &str) -> Option<()> {
-        let pid = self.child.as_ref()?.id().to_string();
-        Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .ok()
-            .map(drop)
-    }
 }

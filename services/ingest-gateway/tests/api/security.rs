@@ -91,6 +91,55 @@ async fn failed_keys_count_against_the_address() {
 }
 
 #[tokio::test]
+async fn a_flood_from_one_address_does_not_limit_another() {
+    let (gw, db) = secured_gateway(&[
+        "--rate-limit-ip-per-second",
+        "5",
+        "--rate-limit-ip-burst",
+        "5",
+    ])
+    .await;
+    let flooder = create_key(&db, "ingest").await;
+    let neighbour = create_key(&db, "ingest").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let post_from = |ip: &str, key: &str| {
+        let auth = format!("Bearer {key}");
+        let ip = ip.parse().ok();
+        async move {
+            request_from(
+                ip,
+                gw.addr,
+                "POST",
+                "/v1/events",
+                &[
+                    ("Content-Type", "application/json"),
+                    ("Authorization", &auth),
+                ],
+                EVENT.as_bytes(),
+            )
+            .await
+        }
+    };
+
+    let mut limited = 0;
+    for _ in 0..20 {
+        let res = post_from("127.0.0.1", &flooder).await;
+        match res.status {
+            202 => {}
+            429 => {
+                assert_eq!(res.error_code(), "rate_limited");
+                assert!(res.header("retry-after").is_some());
+                limited += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(limited >= 10, "only {limited} of 20 limited");
+    // Another address is served while the first is out of tokens.
+    assert_eq!(post_from("127.0.0.2", &neighbour).await.status, 202);
+}
+
+#[tokio::test]
 async fn a_key_limit_holds_across_two_gateways_sharing_redis() {
     let db = eventline_shared::testkit::TestDatabase::migrated().await;
     let redis = eventline_shared::testkit::redis_args();
