@@ -32,7 +32,7 @@ fn every_fault_loses_nothing_and_stores_nothing_twice() {
             .expect("valid JSON");
     let _ = std::fs::remove_file(&json);
     let scenarios = summary["scenarios"].as_array().expect("scenarios");
-    assert_eq!(scenarios.len(), 7, "{stdout}");
+    assert_eq!(scenarios.len(), 8, "{stdout}");
     for s in scenarios {
         assert!(s["accepted"].as_u64().unwrap_or(0) > 0, "{s}");
         assert_eq!(s["lost"], 0, "{s}");

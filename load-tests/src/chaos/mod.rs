@@ -110,10 +110,14 @@ pub struct Outcome {
     pub duplicated: u64,
     pub unexpected: u64,
     pub dead_lettered: u64,
+    /// What this scenario wrote that must be dead-lettered.
+    pub expected_dead_letters: u64,
     pub retried_429_503: u64,
     pub transport_errors: u64,
     pub abandoned: u64,
     pub longest_stall_seconds: f64,
+    /// The scenario fails when a stall lasts this long.
+    pub max_stall_seconds: Option<f64>,
     /// Seconds from the end of the last fault to pending 0 and lag 0; None
     /// when that did not happen within 60 s.
     pub drained_after_seconds: Option<f64>,
@@ -127,6 +131,10 @@ impl Outcome {
             && self.duplicated == 0
             && self.unexpected == 0
             && self.abandoned == 0
+            && self.dead_lettered == self.expected_dead_letters
+            && self
+                .max_stall_seconds
+                .is_none_or(|max| self.longest_stall_seconds < max)
             && self.drained_after_seconds.is_some()
     }
 }
@@ -446,8 +454,17 @@ async fn run_scenario(
         .filter(|(s, _)| **s == 429 || **s == 503)
         .map(|(_, n)| *n)
         .sum();
+    let (expected_dead_letters, max_stall) = match kind {
+        Kind::Poison => (
+            timing.poison_rounds * scenario::POISON_PER_ROUND,
+            Some(scenario::POISON_MAX_STALL.as_secs_f64()),
+        ),
+        _ => (0, None),
+    };
     Ok(Outcome {
         scenario: kind.name().into(),
+        expected_dead_letters,
+        max_stall_seconds: max_stall,
         faults,
         accepted: e2e.expected,
         stored: e2e.stored,

@@ -31,10 +31,22 @@ pub enum Kind {
     /// gateway answers 429 with Retry-After and the client's retries get
     /// everything in once the workers are back.
     Overload,
+    /// Entries no worker can store, written straight into the stream (as a
+    /// broken producer would, past the gateway) among the load: undecodable
+    /// bytes, no payload, a NUL in the message, metadata that is not JSON.
+    /// Each must be dead-lettered, the rest of its batch stored, and
+    /// commits must not stall for 10 s or more.
+    Poison,
 }
 
+/// The longest stall the poison scenario allows.
+pub const POISON_MAX_STALL: Duration = Duration::from_secs(10);
+
+/// Poison entries written per round.
+pub const POISON_PER_ROUND: u64 = 4;
+
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::WorkerKill,
         Kind::PostgresStop,
         Kind::RedisKill,
@@ -42,6 +54,7 @@ impl Kind {
         Kind::GatewayRestart,
         Kind::Network,
         Kind::Overload,
+        Kind::Poison,
     ];
 
     pub fn name(self) -> &'static str {
@@ -53,6 +66,7 @@ impl Kind {
             Kind::GatewayRestart => "gateway-restart",
             Kind::Network => "network",
             Kind::Overload => "overload",
+            Kind::Poison => "poison",
         }
     }
 }
@@ -69,6 +83,8 @@ pub struct Timing {
     pub workers_frozen: Duration,
     /// Between two worker kills: uniformly in this range.
     pub kill_every: (Duration, Duration),
+    /// Rounds of poison entries, one a second.
+    pub poison_rounds: u64,
     /// The gateway's STREAM_HIGH_WATER.
     pub high_water: u64,
     /// Workers claim entries idle this long (a killed worker's batch).
@@ -90,6 +106,7 @@ impl Timing {
                 latency: ms(50),
                 workers_frozen: s(6),
                 kill_every: (ms(1200), ms(2500)),
+                poison_rounds: 3,
                 high_water: 3_000,
                 claim_idle: s(2),
             }
@@ -104,6 +121,7 @@ impl Timing {
                 latency: ms(50),
                 workers_frozen: s(20),
                 kill_every: (s(3), s(6)),
+                poison_rounds: 20,
                 high_water: 100_000,
                 claim_idle: s(5),
             }
@@ -235,6 +253,28 @@ pub async fn inject(
                 secs(t.network_slow)
             ));
         }
+        Kind::Poison => {
+            let client = redis::Client::open(stack.redis.url())?;
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            let stream = eventline_shared::redis_keys::RedisKeys::new(String::new()).stream(0);
+            for round in 0..t.poison_rounds {
+                let mut pipe = redis::pipe();
+                for fields in poison_entries(round)? {
+                    let cmd = pipe.cmd("XADD").arg(&stream).arg("*");
+                    for (k, v) in fields {
+                        cmd.arg(k).arg(v);
+                    }
+                    cmd.ignore();
+                }
+                let () = pipe.query_async(&mut conn).await?;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            log.push(format!(
+                "{} poison entries written straight into the stream from {}, {POISON_PER_ROUND} a second",
+                t.poison_rounds * POISON_PER_ROUND,
+                at(onset)
+            ));
+        }
         Kind::Overload => {
             let frozen = freeze_workers(stack, "STOP");
             if let Err(e) = frozen {
@@ -252,6 +292,44 @@ pub async fn inject(
         }
     }
     Ok(log)
+}
+
+/// A stream entry's fields, as raw bytes.
+type RawEntry = Vec<(&'static str, Vec<u8>)>;
+
+/// One round of entries no worker can store.
+fn poison_entries(round: u64) -> Result<Vec<RawEntry>, ChaosError> {
+    use eventline_shared::stream_codec::{self, FIELD_EVENT, FIELD_VERSION, FORMAT_VERSION_STR};
+    let now = chrono::Utc::now();
+    let event = |message: &str, metadata: &str| eventline_shared::EnrichedEvent {
+        id: uuid::Uuid::now_v7(),
+        service: "chaos-poison".into(),
+        message: message.into(),
+        ts: now,
+        ingested_at: now,
+        event_id: Some(format!("poison-{round}-{message}")),
+        metadata: Some(metadata.into()),
+        request_id: None,
+    };
+    let encode = |e| {
+        stream_codec::encode(&e).map_err(|e| ChaosError::Setup(format!("encoding poison: {e}")))
+    };
+    let v = (FIELD_VERSION, FORMAT_VERSION_STR.as_bytes().to_vec());
+    Ok(vec![
+        vec![v.clone(), (FIELD_EVENT, b"\xc1\xc1 not msgpack".to_vec())],
+        vec![v.clone()],
+        vec![
+            v.clone(),
+            (FIELD_EVENT, encode(event("nul \u{0} inside", "{}"))?),
+        ],
+        vec![
+            v,
+            (
+                FIELD_EVENT,
+                encode(event("bad metadata", "{\"unclosed\":"))?,
+            ),
+        ],
+    ])
 }
 
 fn freeze_workers(stack: &Stack, signal: &str) -> Result<(), ChaosError> {
