@@ -3,21 +3,19 @@
 //! client over raw TCP (so tests can also misbehave like slow clients), and a
 //! Redis server of a test's own for the fault tests.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use clap::Parser;
 use eventline_shared::EnrichedEvent;
 use eventline_shared::api_key::{self, KeyPepper, Scopes};
 use eventline_shared::redis_keys::RedisKeys;
 use eventline_shared::stream_codec;
+pub use eventline_shared::testkit::http::{Response, read_response, request, request_from};
 pub use eventline_shared::testkit::servers::LocalRedis;
 use eventline_shared::testkit::{self, TestDatabase};
 use ingest_gateway::config::Config;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub const PEPPER: &str = "gateway-test-pepper-0123456789abcdef";
@@ -122,105 +120,6 @@ pub async fn create_key(db: &TestDatabase, scopes: &str) -> String {
     .await
     .expect("create key");
     key
-}
-
-pub struct Response {
-    pub status: u16,
-    pub headers: HashMap<String, String>,
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "body is not JSON ({e}): {}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(String::as_str)
-    }
-
-    /// The error code of a JSON error body.
-    pub fn error_code(&self) -> String {
-        self.json()["error"]["code"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    }
-}
-
-/// Sends one request on a fresh connection and reads the whole response.
-pub async fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Response {
-    request_from(None, addr, method, path, headers, body).await
-}
-
-/// [`request`] from a given local address (any of 127.0.0.0/8 works on
-/// loopback), to look like another client to per-address limits.
-pub async fn request_from(
-    source: Option<std::net::IpAddr>,
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Response {
-    let mut stream = match source {
-        Some(ip) => {
-            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-            socket
-                .bind(SocketAddr::new(ip, 0))
-                .expect("bind the source");
-            socket.connect(addr).await.expect("connect")
-        }
-        None => TcpStream::connect(addr).await.expect("connect"),
-    };
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await.expect("write head");
-    stream.write_all(body).await.expect("write body");
-    read_response(&mut stream).await.expect("a response")
-}
-
-/// Reads a response until the server closes the connection; `None` when it
-/// closed without sending anything.
-pub async fn read_response(stream: &mut TcpStream) -> Option<Response> {
-    let mut raw = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw)).await;
-    if raw.is_empty() {
-        return None;
-    }
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("header end");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Some(Response {
-        status,
-        headers,
-        body: raw[split + 4..].to_vec(),
-    })
 }
 
 pub async fn post_json(addr: SocketAddr, path: &str, body: &str, key: Option<&str>) -> Response {

@@ -1,9 +1,9 @@
 //! Starting query-apis in-process against the test PostgreSQL (a database of
 //! their own) and Redis (a key prefix of their own), storing events the way
-//! the worker does (so the hourly rollup is right), and a minimal HTTP/1.1
-//! client over raw TCP that can also read a Server-Sent Events stream.
+//! the worker does (so the hourly rollup is right), and reading a
+//! Server-Sent Events stream as it arrives (the plain requests are
+//! `testkit::http`'s).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use eventline_shared::api_key::{self, KeyPepper, Scopes};
 use eventline_shared::config::RedisArgs;
 use eventline_shared::redis_keys::RedisKeys;
 use eventline_shared::stream_codec;
+pub use eventline_shared::testkit::http::{Response, head, request};
 use eventline_shared::testkit::{self, TestDatabase};
 use query_api::config::Config;
 use redis::aio::MultiplexedConnection;
@@ -206,127 +207,6 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
 /// Percent-encodes a query value.
 pub fn enc(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-pub struct Response {
-    pub status: u16,
-    pub headers: HashMap<String, String>,
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "body is not JSON ({e}), status {}: {}",
-                self.status,
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(String::as_str)
-    }
-
-    pub fn error_code(&self) -> String {
-        self.json()["error"]["code"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    }
-
-    pub fn error_field(&self) -> String {
-        self.json()["error"]["field"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    }
-}
-
-fn head(method: &str, path: &str, headers: &[(&str, &str)], body_len: usize) -> String {
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {body_len}\r\n"
-    );
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    head
-}
-
-/// Sends one request on a fresh connection and reads the whole response.
-pub async fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Response {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    stream
-        .write_all(head(method, path, headers, body.len()).as_bytes())
-        .await
-        .expect("write head");
-    stream.write_all(body).await.expect("write body");
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
-        .await
-        .expect("a response within 30 s")
-        .expect("read");
-    parse_response(&raw)
-}
-
-fn parse_response(raw: &[u8]) -> Response {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("header end");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("status line");
-    let headers: HashMap<String, String> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    if headers
-        .get("transfer-encoding")
-        .is_some_and(|t| t.eq_ignore_ascii_case("chunked"))
-    {
-        body = dechunk(&body);
-    }
-    Response {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = data.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(
-            String::from_utf8_lossy(&data[..eol])
-                .split(';')
-                .next()
-                .unwrap_or("0")
-                .trim(),
-            16,
-        )
-        .unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        let start = eol + 2;
-        out.extend_from_slice(&data[start..(start + size).min(data.len())]);
-        data = &data[(start + size + 2).min(data.len())..];
-    }
-    out
 }
 
 /// An open `GET` whose response is read as it arrives (Server-Sent Events).
