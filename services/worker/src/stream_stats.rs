@@ -18,22 +18,30 @@ pub struct GroupInfo {
     pub lag: Option<u64>,
 }
 
+/// `XINFO <what> stream`; None when the stream does not exist.
+async fn xinfo(
+    conn: &mut impl redis::aio::ConnectionLike,
+    what: &str,
+    stream: &str,
+) -> Result<Option<Value>, redis::RedisError> {
+    let reply: Result<Value, _> = redis::cmd("XINFO")
+        .arg(what)
+        .arg(stream)
+        .query_async(conn)
+        .await;
+    match reply {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.to_string().contains("no such key") => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// `XINFO GROUPS stream`; empty when the stream does not exist.
 pub async fn groups(
     conn: &mut impl redis::aio::ConnectionLike,
     stream: &str,
 ) -> Result<Vec<GroupInfo>, redis::RedisError> {
-    let reply: Result<Value, _> = redis::cmd("XINFO")
-        .arg("GROUPS")
-        .arg(stream)
-        .query_async(conn)
-        .await;
-    let reply = match reply {
-        Ok(v) => v,
-        Err(e) if e.to_string().contains("no such key") => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let Value::Array(groups) = reply else {
+    let Some(Value::Array(groups)) = xinfo(conn, "GROUPS", stream).await? else {
         return Ok(Vec::new());
     };
     Ok(groups.into_iter().filter_map(parse_group).collect())
@@ -135,15 +143,8 @@ pub async fn last_generated_id(
     conn: &mut impl redis::aio::ConnectionLike,
     stream: &str,
 ) -> Result<Option<StreamId>, redis::RedisError> {
-    let reply: Result<Value, _> = redis::cmd("XINFO")
-        .arg("STREAM")
-        .arg(stream)
-        .query_async(conn)
-        .await;
-    let reply = match reply {
-        Ok(v) => v,
-        Err(e) if e.to_string().contains("no such key") => return Ok(None),
-        Err(e) => return Err(e),
+    let Some(reply) = xinfo(conn, "STREAM", stream).await? else {
+        return Ok(None);
     };
     Ok(flat_pairs(reply)
         .into_iter()
