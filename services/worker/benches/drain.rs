@@ -14,7 +14,9 @@
 //! (fresh batches `COPY`ed straight into `events`, the default worker), or
 //! `unnest` / `copy` (every batch through that guarded `INSERT_METHOD`). Each
 //! run gets a fresh database and a fresh stream; the bare COPY runs first and
-//! last, and every rate is also printed as a ratio to their mean.
+//! last, and every rate is also printed as a ratio to their mean. On a busy
+//! machine `BENCH_COPY_EACH=1` also runs a bare COPY just before each run and
+//! prints the run's ratio to that neighbour too.
 
 use std::time::{Duration, Instant};
 
@@ -237,15 +239,23 @@ async fn main() {
     eprintln!("generating {n} events");
     let events = events(n);
 
+    let copy_each = std::env::var("BENCH_COPY_EACH").is_ok_and(|v| v == "1");
     let copy_before = bare_copy(&events).await;
     println!("bare COPY binary (before): {copy_before:>9.0} rows/s");
     let mut results = Vec::new();
     for run in runs.split(',') {
+        let neighbour = if copy_each {
+            let rate = bare_copy(&events).await;
+            println!("bare COPY binary:          {rate:>9.0} rows/s");
+            Some(rate)
+        } else {
+            None
+        };
         let parts: Vec<&str> = run.split(':').collect();
         if let ["insert", method, batch] = parts[..] {
             let rate = insert_only(&events, method, batch.parse().expect("batch size")).await;
             println!("insert only {method:>6}, batch {batch:>5}: {rate:>9.0} rows/s");
-            results.push((run.to_owned(), rate));
+            results.push((run.to_owned(), rate, neighbour));
             continue;
         }
         let (method, workers, batch, in_flight) = match parts[..] {
@@ -258,13 +268,20 @@ async fn main() {
         println!(
             "drain {method:>6}, {workers} worker(s), batch {batch:>5}, {in_flight} in flight: {rate:>9.0} events/s"
         );
-        results.push((run.to_owned(), rate));
+        results.push((run.to_owned(), rate, neighbour));
     }
     let copy_after = bare_copy(&events).await;
     println!("bare COPY binary (after):  {copy_after:>9.0} rows/s");
     let baseline = (copy_before + copy_after) / 2.0;
     println!("\n{n} events; ratios to the mean bare COPY rate ({baseline:.0} rows/s):");
-    for (run, rate) in results {
-        println!("  {run:<16} {rate:>9.0} events/s  {:.2}", rate / baseline);
+    for (run, rate, neighbour) in results {
+        match neighbour {
+            Some(copy) => println!(
+                "  {run:<18} {rate:>9.0} events/s  {:.2}  ({:.2} of the COPY just before, {copy:.0} rows/s)",
+                rate / baseline,
+                rate / copy
+            ),
+            None => println!("  {run:<18} {rate:>9.0} events/s  {:.2}", rate / baseline),
+        }
     }
 }
