@@ -201,8 +201,9 @@ async fn copy_fresh(pool: &PgPool, rows: &[EventRow]) -> Result<(), sqlx::Error>
     tx.commit().await
 }
 
-/// The rollup rows of a batch: events per (service, UTC hour), in
-/// (service, hour) order.
+/// The rollup rows of a batch: events per (service, UTC hour), one entry per
+/// pair. (The byte order they come out in does not matter: [`ROLLUP_UNNEST`]
+/// sorts them under the database's collation, as the guarded path does.)
 struct Rollup<'a> {
     services: Vec<&'a str>,
     hours: Vec<DateTime<Utc>>,
