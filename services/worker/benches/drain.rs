@@ -10,9 +10,13 @@
 //! `BENCH_EVENTS` (default 1,000,000) events; `BENCH_RUNS` a comma-separated
 //! list of `<method>:<workers>:<batch size>[:<batches in flight>]` or
 //! `insert:<method>:<batch size>` (the insert path alone, no Redis) (default
-//! `unnest:1:5000,unnest:2:5000,copy:1:5000,unnest:1:2000,unnest:1:5000`). Each run gets a fresh
-//! database and a fresh stream; the bare COPY runs first and last, and every
-//! rate is also printed as a ratio to their mean.
+//! `fast:1:5000,fast:2:5000,unnest:1:5000,fast:1:5000`). `<method>` is `fast`
+//! (fresh batches `COPY`ed straight into `events`, the default worker), or
+//! `unnest` / `copy` (every batch through that guarded `INSERT_METHOD`). Each
+//! run gets a fresh database and a fresh stream; the bare COPY runs first and
+//! last, and every rate is also printed as a ratio to their mean. On a busy
+//! machine `BENCH_COPY_EACH=1` also runs a bare COPY just before each run and
+//! prints the run's ratio to that neighbour too.
 
 use std::time::{Duration, Instant};
 
@@ -93,6 +97,10 @@ async fn bare_copy(events: &[EnrichedEvent]) -> f64 {
 /// `batch` rows per transaction, one after the other on one connection.
 async fn insert_only(events: &[EnrichedEvent], method: &str, batch: usize) -> f64 {
     use clap::ValueEnum;
+    let (method, fresh) = match method {
+        "fast" => ("unnest", true),
+        other => (other, false),
+    };
     let method = worker::config::InsertMethod::from_str(method, true).expect("copy or unnest");
     let db = TestDatabase::migrated().await;
     let today = Utc::now().date_naive();
@@ -102,9 +110,16 @@ async fn insert_only(events: &[EnrichedEvent], method: &str, batch: usize) -> f6
     let rows: Vec<EventRow> = events.iter().cloned().map(EventRow::new).collect();
     let start = Instant::now();
     for chunk in rows.chunks(batch) {
-        let n = worker::batch_insert::insert(&db.pool, method, chunk)
-            .await
-            .expect("insert");
+        let n = if fresh {
+            let n = worker::batch_insert::insert_fresh(&db.pool, method, chunk).await;
+            let n = n.expect("insert");
+            assert!(!n.fell_back);
+            n.rows
+        } else {
+            worker::batch_insert::insert(&db.pool, method, chunk)
+                .await
+                .expect("insert")
+        };
         assert_eq!(n as usize, chunk.len());
     }
     events.len() as f64 / start.elapsed().as_secs_f64()
@@ -126,15 +141,22 @@ async fn drain(
         .await
         .expect("Redis");
     fill(&mut conn, &keys.stream(0), events).await;
+    eprintln!("  stream filled; draining");
 
     let mut running = Vec::new();
     let mut registries: Vec<prometheus::Registry> = Vec::new();
     let start = Instant::now();
     for w in 0..workers {
         let name = format!("bench-{w}");
+        let (method, fresh) = match method {
+            "fast" => ("unnest", "true"),
+            other => (other, "false"),
+        };
         let mut config = config(&[
             "--insert-method",
             method,
+            "--copy-fresh-batches",
+            fresh,
             "--batch-size",
             batch,
             "--max-in-flight-batches",
@@ -212,21 +234,28 @@ async fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
-    let runs = std::env::var("BENCH_RUNS").unwrap_or_else(|_| {
-        "unnest:1:5000,unnest:2:5000,copy:1:5000,unnest:1:2000,unnest:1:5000".into()
-    });
+    let runs = std::env::var("BENCH_RUNS")
+        .unwrap_or_else(|_| "fast:1:5000,fast:2:5000,unnest:1:5000,fast:1:5000".into());
     eprintln!("generating {n} events");
     let events = events(n);
 
+    let copy_each = std::env::var("BENCH_COPY_EACH").is_ok_and(|v| v == "1");
     let copy_before = bare_copy(&events).await;
     println!("bare COPY binary (before): {copy_before:>9.0} rows/s");
     let mut results = Vec::new();
     for run in runs.split(',') {
+        let neighbour = if copy_each {
+            let rate = bare_copy(&events).await;
+            println!("bare COPY binary:          {rate:>9.0} rows/s");
+            Some(rate)
+        } else {
+            None
+        };
         let parts: Vec<&str> = run.split(':').collect();
         if let ["insert", method, batch] = parts[..] {
             let rate = insert_only(&events, method, batch.parse().expect("batch size")).await;
             println!("insert only {method:>6}, batch {batch:>5}: {rate:>9.0} rows/s");
-            results.push((run.to_owned(), rate));
+            results.push((run.to_owned(), rate, neighbour));
             continue;
         }
         let (method, workers, batch, in_flight) = match parts[..] {
@@ -239,13 +268,20 @@ async fn main() {
         println!(
             "drain {method:>6}, {workers} worker(s), batch {batch:>5}, {in_flight} in flight: {rate:>9.0} events/s"
         );
-        results.push((run.to_owned(), rate));
+        results.push((run.to_owned(), rate, neighbour));
     }
     let copy_after = bare_copy(&events).await;
     println!("bare COPY binary (after):  {copy_after:>9.0} rows/s");
     let baseline = (copy_before + copy_after) / 2.0;
     println!("\n{n} events; ratios to the mean bare COPY rate ({baseline:.0} rows/s):");
-    for (run, rate) in results {
-        println!("  {run:<16} {rate:>9.0} events/s  {:.2}", rate / baseline);
+    for (run, rate, neighbour) in results {
+        match neighbour {
+            Some(copy) => println!(
+                "  {run:<18} {rate:>9.0} events/s  {:.2}  ({:.2} of the COPY just before, {copy:.0} rows/s)",
+                rate / baseline,
+                rate / copy
+            ),
+            None => println!("  {run:<18} {rate:>9.0} events/s  {:.2}", rate / baseline),
+        }
     }
 }

@@ -15,7 +15,7 @@ use eventline_shared::redis_keys::CONSUMER_GROUP;
 use eventline_shared::stream_codec::{self, FIELD_EVENT, FIELD_VERSION};
 use tokio::time::Instant;
 
-use crate::batch_insert::{self, InsertError};
+use crate::batch_insert::{self, InsertError, Inserted};
 use crate::copy_binary::EventRow;
 use crate::dead_letter::{self, DeadLetter};
 use crate::dedup::{self, Claim};
@@ -23,6 +23,17 @@ use crate::metrics::DeadLetterReason;
 use crate::retry::Backoff;
 use crate::stream_reply::Entry;
 use crate::{State, failpoint};
+
+/// Whether a batch (or a part of one) may hold rows already stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rows {
+    /// Every row's dedup key was just claimed (`SET NX` found it free), so
+    /// none should exist: `COPY` it ([`batch_insert::insert_fresh`]).
+    Fresh,
+    /// Some row is a redelivery of our own claim, whose earlier delivery may
+    /// have committed it: the guarded path only ([`batch_insert::insert`]).
+    MayExist,
+}
 
 /// Entries read from one shard, to be processed together.
 pub struct Batch {
@@ -85,6 +96,13 @@ pub async fn process(state: &State, batch: Batch) {
     let claims = redis_retrying(state, "dedup claim", || dedup::claim(state, &keys)).await;
     let mut rows = Vec::with_capacity(decoded.len());
     let mut row_entry = Vec::with_capacity(decoded.len());
+    // Fresh unless some row is a redelivery of our own claim, whose earlier
+    // delivery may have committed it.
+    let mut kind = if state.config.copy_fresh_batches {
+        Rows::Fresh
+    } else {
+        Rows::MayExist
+    };
     for ((i, row), claim) in decoded.into_iter().zip(claims) {
         match claim {
             Claim::Duplicate => {
@@ -92,8 +110,11 @@ pub async fn process(state: &State, batch: Batch) {
                 ack.push(&entries[i].id);
             }
             Claim::OwnRedelivery | Claim::Claimed => {
-                if claim == Claim::OwnRedelivery && entries[i].deliveries <= 1 {
-                    state.metrics.redeliveries.inc();
+                if claim == Claim::OwnRedelivery {
+                    kind = Rows::MayExist;
+                    if entries[i].deliveries <= 1 {
+                        state.metrics.redeliveries.inc();
+                    }
                 }
                 row_entry.push(i);
                 rows.push(row);
@@ -103,7 +124,7 @@ pub async fn process(state: &State, batch: Batch) {
     failpoint::hit("after_claim");
 
     // Step 3: the insert; rows PostgreSQL refuses come back one by one.
-    let refused = insert_bisecting(state, &heartbeat, &rows).await;
+    let refused = insert_bisecting(state, &heartbeat, &rows, kind).await;
     failpoint::hit("after_commit");
     let mut refused_rows = vec![false; rows.len()];
     let mut release = Vec::with_capacity(refused.len());
@@ -178,6 +199,7 @@ async fn insert_bisecting(
     state: &State,
     heartbeat: &Heartbeat<'_>,
     rows: &[EventRow],
+    kind: Rows,
 ) -> Vec<(usize, String)> {
     let mut refused = Vec::new();
     let mut todo: Vec<Range<usize>> = Vec::with_capacity(16);
@@ -187,7 +209,7 @@ async fn insert_bisecting(
             continue;
         }
         let part = &rows[range.clone()];
-        match insert_retrying(state, heartbeat, part).await {
+        match insert_retrying(state, heartbeat, part, kind).await {
             Ok(inserted) => {
                 let now = Utc::now();
                 state.metrics.inserted.inc_by(inserted);
@@ -220,20 +242,33 @@ async fn insert_retrying(
     state: &State,
     heartbeat: &Heartbeat<'_>,
     rows: &[EventRow],
+    kind: Rows,
 ) -> Result<u64, sqlx::Error> {
     let mut backoff = Backoff::new(state.config.retry_base, state.config.retry_max);
     loop {
         state.breaker.ready().await;
         let start = Instant::now();
-        let result = batch_insert::insert(&state.pg, state.config.insert_method, rows).await;
+        let method = state.config.insert_method;
+        let result = match kind {
+            Rows::Fresh => batch_insert::insert_fresh(&state.pg, method, rows).await,
+            Rows::MayExist => batch_insert::insert(&state.pg, method, rows)
+                .await
+                .map(|rows| Inserted {
+                    rows,
+                    fell_back: false,
+                }),
+        };
         match result {
             Ok(inserted) => {
                 state
                     .metrics
                     .insert_duration
                     .observe(start.elapsed().as_secs_f64());
+                if inserted.fell_back {
+                    state.metrics.copy_fallbacks.inc();
+                }
                 state.breaker.success();
-                return Ok(inserted);
+                return Ok(inserted.rows);
             }
             Err(InsertError::Data(e)) => {
                 state.breaker.success();

@@ -83,6 +83,12 @@ pub struct WorkerArgs {
     /// faster at 2000; copy stays to repeat the measurement, see ADR 0010).
     #[arg(long, env = "INSERT_METHOD", value_enum, default_value_t = InsertMethod::Unnest)]
     pub insert_method: InsertMethod,
+    /// A batch whose every entry was freshly claimed in Redis is `COPY`ed
+    /// straight into `events` with the rollup computed by the worker, and
+    /// redone with `INSERT_METHOD` only when a row existed after all (ADR 0010).
+    /// `false` sends every batch through `INSERT_METHOD`.
+    #[arg(long, env = "COPY_FRESH_BATCHES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub copy_fresh_batches: bool,
     /// First retry delay after a transient error, in milliseconds; doubles up to `RETRY_MAX_MS`.
     #[arg(long, env = "RETRY_BASE_MS", value_name = "RETRY_BASE_MS", default_value = "100", value_parser = parse_millis)]
     pub retry_base: Duration,
@@ -143,6 +149,7 @@ mod tests {
         let config = Config::try_parse_from(["worker"]).unwrap();
         assert_eq!(config.worker.dedup_ttl, Duration::from_secs(600));
         assert_eq!(config.worker.stream_shards, 1);
+        assert!(config.worker.copy_fresh_batches);
         let named = Config::try_parse_from(["worker", "--consumer", "w-1"]).unwrap();
         assert_eq!(named.worker.consumer_name(), "w-1");
     }

@@ -20,6 +20,7 @@ pub const CLAIMED: &str = "eventline_worker_claimed_total";
 pub const TRANSIENT_ERRORS: &str = "eventline_worker_transient_errors_total";
 pub const BREAKER_OPEN: &str = "eventline_worker_circuit_breaker_open";
 pub const TRIMMED: &str = "eventline_worker_trimmed_entries_total";
+pub const COPY_FALLBACKS: &str = "eventline_worker_copy_fallbacks_total";
 
 /// Why an entry went to the dead-letter stream (the `reason` label and field).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +62,9 @@ pub struct Metrics {
     pub transient_errors: IntCounter,
     pub breaker_open: IntGauge,
     pub trimmed: IntCounter,
+    /// Fresh batches whose direct `COPY` met an existing row and were redone
+    /// with the conflict guard.
+    pub copy_fallbacks: IntCounter,
 }
 
 impl Metrics {
@@ -148,6 +152,10 @@ impl Metrics {
                 "1 while the database circuit breaker is open, else 0.",
             )?,
             trimmed: counter(TRIMMED, "Stream entries removed by XTRIM MINID.")?,
+            copy_fallbacks: counter(
+                COPY_FALLBACKS,
+                "Batches (or parts, when bisecting) of freshly claimed entries whose direct COPY met an existing row (unique violation) and were redone with ON CONFLICT DO NOTHING.",
+            )?,
         })
     }
 

@@ -237,6 +237,23 @@ pub async fn assert_exactly_once(pool: &PgPool, expected: &[EnrichedEvent]) {
         want.len() as i64,
         "event_counts disagrees with events"
     );
+    // And hour by hour, service by service.
+    let wrong: Vec<(String, DateTime<Utc>, i64, i64)> = sqlx::query_as(
+        "SELECT coalesce(c.service, e.service), coalesce(c.hour, e.hour),
+                coalesce(c.count, 0), coalesce(e.count, 0)
+           FROM event_counts c
+           FULL JOIN (SELECT service, date_trunc('hour', ts, 'UTC') AS hour, count(*) AS count
+                        FROM events GROUP BY 1, 2) e
+             ON e.service = c.service AND e.hour = c.hour
+          WHERE c.count IS DISTINCT FROM e.count",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert!(
+        wrong.is_empty(),
+        "event_counts (service, hour, rollup, rows) disagrees: {wrong:?}"
+    );
 }
 
 /// A worker running in this process.

@@ -62,6 +62,9 @@ async fn crash_then_recover(point: &str) {
         // The client retry, plus (after the commit) the rows already stored.
         1.0 + rows_after_crash as f64
     );
+    // Redelivered entries holding their own claims went the guarded path
+    // (never a COPY that had to fall back); new ones were COPYed.
+    assert_eq!(w.metric(worker::metrics::COPY_FALLBACKS, None), 0.0);
     w.stop().await;
 }
 
