@@ -84,12 +84,16 @@ run_checks() {
     fi
     cargo deny check licenses bans sources
 
+    # TEST_ARGS narrows the run (-p <crate>, a filter): then no --workspace,
+    # which would select every crate again.
+    local scope=(--workspace)
+    ((${#extra[@]} == 0)) || scope=()
     if cargo nextest --version >/dev/null 2>&1; then
-        step "cargo nextest run --workspace --no-fail-fast ${extra[*]}"
-        cargo nextest run --workspace --no-fail-fast "${extra[@]}"
+        step "cargo nextest run ${scope[*]} --no-fail-fast ${extra[*]}"
+        cargo nextest run "${scope[@]}" --no-fail-fast "${extra[@]}"
     else
-        step "cargo test --workspace --no-fail-fast ${extra[*]} (cargo-nextest not installed)"
-        cargo test --workspace --no-fail-fast "${extra[@]}"
+        step "cargo test ${scope[*]} --no-fail-fast ${extra[*]} (cargo-nextest not installed)"
+        cargo test "${scope[@]}" --no-fail-fast "${extra[@]}"
     fi
 
     # The whole stack, Prometheus scraping it, the dashboards' metric names.
