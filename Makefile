@@ -6,7 +6,7 @@ CARGO ?= cargo
 SCRIPTS := infrastructure/scripts
 
 .DEFAULT_GOAL := help
-.PHONY: help up down status test build fmt lint logs check-deploy deny bench chaos
+.PHONY: help up down status test build fmt lint logs check-deploy deny bench chaos fuzz
 
 help: ## List the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-8s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -43,6 +43,9 @@ bench: ## Load test end to end against the local stack, with the machine's XADD 
 
 chaos: ## Faults under load on a stack of its own: every accepted event stored once? (ARGS= passes flags on)
 	@load-tests/chaos.sh $(ARGS)
+
+fuzz: ## Each cargo-fuzz target for FUZZ_SECONDS (600) from the checked-in corpus
+	@fuzz/run.sh
 
 deny: ## Licences, banned crates and sources (cargo deny; advisories need the network: cargo deny check advisories)
 	@cargo deny --version >/dev/null 2>&1 || cargo install cargo-deny --locked
