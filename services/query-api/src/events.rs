@@ -112,17 +112,23 @@ pub async fn list(
     } else {
         query.services.clone()
     };
-    let mut rows = if services.is_empty() {
-        Vec::new()
-    } else {
-        let mut sql = page_sql(&query, &services);
-        state
-            .db(
-                query::EVENTS,
-                sql.build_query_as::<EventRow>().fetch_all(&state.pg),
-            )
-            .await?
-    };
+    let mut rows = Vec::new();
+    if !services.is_empty() {
+        let want = query.limit as usize + 1;
+        for (from, to) in chunks(&query) {
+            let mut sql = page_sql(&query, &services, from, to, want - rows.len());
+            let found = state
+                .db(
+                    query::EVENTS,
+                    sql.build_query_as::<EventRow>().fetch_all(&state.pg),
+                )
+                .await?;
+            rows.extend(found);
+            if rows.len() >= want {
+                break;
+            }
+        }
+    }
     // One row more than the page was read: whether it exists says whether
     // there is a next page.
     let next_cursor = if rows.len() > query.limit as usize {
@@ -172,14 +178,53 @@ async fn services_in_window(state: &Shared, query: &EventQuery) -> Result<Vec<St
         .await
 }
 
-/// The page's SQL: for one service a plain index walk, for several one walk
-/// per service (`LATERAL`) merged by `(ts, id)`.
-fn page_sql(query: &EventQuery, services: &[String]) -> QueryBuilder<Postgres> {
+/// The first chunk of a window wider than this is read alone.
+const FIRST_CHUNK: TimeDelta = TimeDelta::days(1);
+
+/// The parts of the window read one after the other, in the page's order:
+/// for a window wider than a day, the day at its start (the newest day for
+/// `desc`, the oldest for `asc`), then the rest. A page of a busy service is
+/// then read from one or two daily partitions instead of one index descent
+/// into every partition of the window (PostgreSQL merges them with a Merge
+/// Append: the default partition rules out an ordered Append): bare SQL, 8
+/// clients, 10 M events, a 50-event page over 7 days took 0.79 ms, over one
+/// day 0.54 ms (docs/adr/0030-query-api-reads.md). The chunks are disjoint
+/// and ordered, so their rows concatenate in page order. With the
+/// compatibility `page` offset the window is read whole.
+/// A cursor narrows the window first: a page after it starts at its row.
+fn chunks(query: &EventQuery) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    let (mut from, mut to) = (query.window.from, query.window.to);
+    if let Some(after) = &query.after {
+        match query.order {
+            // Rows with the cursor's ts and a smaller id are still to come.
+            Order::Desc => to = to.min(after.ts + TimeDelta::microseconds(1)),
+            Order::Asc => from = from.max(after.ts),
+        }
+    }
+    if query.offset > 0 || to - from <= FIRST_CHUNK {
+        return vec![(from, to)];
+    }
+    match query.order {
+        Order::Desc => vec![(to - FIRST_CHUNK, to), (from, to - FIRST_CHUNK)],
+        Order::Asc => vec![(from, from + FIRST_CHUNK), (from + FIRST_CHUNK, to)],
+    }
+}
+
+/// The page's SQL over `[from, to)`, at most `fetch` rows (plus the
+/// compatibility offset): for one service a plain index walk, for several
+/// one walk per service (`LATERAL`) merged by `(ts, id)`.
+fn page_sql(
+    query: &EventQuery,
+    services: &[String],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    fetch: usize,
+) -> QueryBuilder<Postgres> {
     let (cmp, dir) = match query.order {
         Order::Desc => ("<", "DESC"),
         Order::Asc => (">", "ASC"),
     };
-    let fetch = i64::from(query.limit) + i64::from(query.offset) + 1;
+    let fetch = i64::try_from(fetch).unwrap_or(i64::MAX) + i64::from(query.offset);
     let mut sql = QueryBuilder::new("");
     let single = services.len() == 1;
     if single {
@@ -195,9 +240,9 @@ fn page_sql(query: &EventQuery, services: &[String]) -> QueryBuilder<Postgres> {
             .push(" FROM events WHERE service = s.service");
     }
     sql.push(" AND ts >= ")
-        .push_bind(query.window.from)
+        .push_bind(from)
         .push(" AND ts < ")
-        .push_bind(query.window.to);
+        .push_bind(to);
     if let Some(after) = &query.after {
         sql.push(" AND (ts, id) ")
             .push(cmp)
@@ -272,7 +317,36 @@ mod tests {
         };
         let query = EventQuery::parse(Some(q), &limits, Utc::now()).unwrap();
         let services = query.services.clone();
-        page_sql(&query, &services).into_string()
+        let (from, to) = (query.window.from, query.window.to);
+        page_sql(&query, &services, from, to, query.limit as usize + 1).into_string()
+    }
+
+    fn parse(q: &str) -> EventQuery {
+        let limits = EventLimits {
+            max_range: TimeDelta::days(31),
+            max_services: 50,
+            max_page_offset: 1000,
+        };
+        EventQuery::parse(Some(q), &limits, Utc::now()).unwrap()
+    }
+
+    #[test]
+    fn wide_windows_are_read_newest_day_first_in_order() {
+        let q = parse("service=a&from=2026-11-01T00:00:00Z&to=2026-11-08T00:00:00Z");
+        let c = chunks(&q);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0], (q.window.to - TimeDelta::days(1), q.window.to));
+        assert_eq!(c[1], (q.window.from, q.window.to - TimeDelta::days(1)));
+        let q = parse("service=a&from=2026-11-01T00:00:00Z&to=2026-11-08T00:00:00Z&order=asc");
+        let c = chunks(&q);
+        assert_eq!(c[0], (q.window.from, q.window.from + TimeDelta::days(1)));
+        assert_eq!(c[1].1, q.window.to);
+        // A day or less, or the compatibility offset: one read.
+        let q = parse("service=a&from=2026-11-01T00:00:00Z&to=2026-11-02T00:00:00Z");
+        assert_eq!(chunks(&q), vec![(q.window.from, q.window.to)]);
+        let q =
+            parse("service=a&from=2026-11-01T00:00:00Z&to=2026-11-08T00:00:00Z&page=2&pageSize=10");
+        assert_eq!(chunks(&q).len(), 1);
     }
 
     #[test]
