@@ -8,6 +8,7 @@ use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
+use worker::stream_stats;
 
 use super::ChaosError;
 
@@ -33,52 +34,6 @@ pub struct Backlog {
 impl Backlog {
     pub fn is_empty(&self) -> bool {
         self.pending == 0 && self.undelivered == 0
-    }
-}
-
-/// `<ms>-<seq>` as a pair, for comparing entry ids.
-fn entry_id(s: &str) -> Option<(u64, u64)> {
-    let (ms, seq) = s.split_once('-')?;
-    Some((ms.parse().ok()?, seq.parse().ok()?))
-}
-
-fn field<'a>(map: &'a [(String, redis::Value)], name: &str) -> Option<&'a redis::Value> {
-    map.iter().find(|(k, _)| k == name).map(|(_, v)| v)
-}
-
-fn as_u64(v: Option<&redis::Value>) -> Option<u64> {
-    match v? {
-        redis::Value::Int(n) => u64::try_from(*n).ok(),
-        _ => None,
-    }
-}
-
-fn as_string(v: Option<&redis::Value>) -> Option<String> {
-    match v? {
-        redis::Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        redis::Value::SimpleString(s) => Some(s.clone()),
-        _ => None,
-    }
-}
-
-/// A reply of alternating names and values (RESP2 map) as pairs.
-fn pairs(v: redis::Value) -> Option<Vec<(String, redis::Value)>> {
-    match v {
-        redis::Value::Array(items) => {
-            let mut out = Vec::new();
-            let mut it = items.into_iter();
-            while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                out.push((as_string(Some(&k))?, v));
-            }
-            Some(out)
-        }
-        redis::Value::Map(items) => Some(
-            items
-                .into_iter()
-                .filter_map(|(k, v)| Some((as_string(Some(&k))?, v)))
-                .collect(),
-        ),
-        _ => None,
     }
 }
 
@@ -113,68 +68,28 @@ impl Probe {
         Some(n)
     }
 
-    /// The group's backlog: pending from `XINFO GROUPS`; undelivered 0 when
-    /// the last delivered id has reached the stream's last id, else the
-    /// group's `lag` (at least 1). None when Redis does not answer (down,
-    /// frozen, loading).
+    /// The group's backlog, as the worker's own gauges read it
+    /// ([`worker::stream_stats::shard_stats`], whose lag is corrected for
+    /// Redis's counters after a restart from the AOF); an unknown lag counts
+    /// as one entry waiting, and with no group yet every entry is waiting.
+    /// None when Redis does not answer (down, frozen, loading).
     pub async fn backlog(&self) -> Option<Backlog> {
         let mut conn = self.redis.clone();
-        let groups: redis::Value = timeout(
+        let stats = timeout(
             ASK,
-            redis::cmd("XINFO")
-                .arg("GROUPS")
-                .arg(&self.stream)
-                .query_async(&mut conn),
+            stream_stats::shard_stats(&mut conn, &self.stream, CONSUMER_GROUP),
         )
         .await
         .ok()?
         .ok()?;
-        let redis::Value::Array(groups) = groups else {
-            return None;
+        let undelivered = match (&stats.last_delivered_id, stats.lag) {
+            (None, _) => stats.length,
+            (Some(_), Some(lag)) => lag,
+            (Some(_), None) => 1,
         };
-        for group in groups {
-            let g = pairs(group)?;
-            if as_string(field(&g, "name")).as_deref() != Some(CONSUMER_GROUP) {
-                continue;
-            }
-            let pending = as_u64(field(&g, "pending"))?;
-            // Redis's `lag` comes from counters that a restart from the AOF
-            // can leave far off (198,300 "undelivered" on a stream whose
-            // every entry was stored): whether anything is undelivered is
-            // whether the last delivered id has reached the stream's last.
-            let delivered = entry_id(&as_string(field(&g, "last-delivered-id"))?)?;
-            let info: redis::Value = timeout(
-                ASK,
-                redis::cmd("XINFO")
-                    .arg("STREAM")
-                    .arg(&self.stream)
-                    .query_async(&mut conn),
-            )
-            .await
-            .ok()?
-            .ok()?;
-            let last = entry_id(&as_string(field(&pairs(info)?, "last-generated-id"))?)?;
-            let undelivered = if delivered >= last {
-                0
-            } else {
-                as_u64(field(&g, "lag")).unwrap_or(0).max(1)
-            };
-            return Some(Backlog {
-                pending,
-                undelivered,
-            });
-        }
-        // No group yet: nothing was ever delivered; empty when the stream is.
-        let len: u64 = timeout(
-            ASK,
-            redis::cmd("XLEN").arg(&self.stream).query_async(&mut conn),
-        )
-        .await
-        .ok()?
-        .ok()?;
         Some(Backlog {
-            pending: 0,
-            undelivered: len,
+            pending: stats.pending,
+            undelivered,
         })
     }
 
@@ -230,18 +145,5 @@ impl Probe {
             }
         }
         longest
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn entry_ids_compare_as_numbers() {
-        assert!(entry_id("9-5") < entry_id("10-0"));
-        assert!(entry_id("10-2") < entry_id("10-10"));
-        assert_eq!(entry_id("0-0"), Some((0, 0)));
-        assert_eq!(entry_id("junk"), None);
     }
 }
