@@ -123,12 +123,23 @@ pub async fn create_key(db: &TestDatabase, scopes: &str) -> String {
 }
 
 pub async fn post_json(addr: SocketAddr, path: &str, body: &str, key: Option<&str>) -> Response {
+    post_json_from(None, addr, path, body, key).await
+}
+
+/// [`post_json`] from a given local address (see [`request_from`]).
+pub async fn post_json_from(
+    source: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    path: &str,
+    body: &str,
+    key: Option<&str>,
+) -> Response {
     let auth = key.map(|k| format!("Bearer {k}"));
     let mut headers = vec![("Content-Type", "application/json")];
     if let Some(auth) = &auth {
         headers.push(("Authorization", auth));
     }
-    request(addr, "POST", path, &headers, body.as_bytes()).await
+    request_from(source, addr, "POST", path, &headers, body.as_bytes()).await
 }
 
 /// Every entry of a stream, decoded.

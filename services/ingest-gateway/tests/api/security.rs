@@ -103,22 +103,8 @@ async fn a_flood_from_one_address_does_not_limit_another() {
     let neighbour = create_key(&db, "ingest").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let post_from = |ip: &str, key: &str| {
-        let auth = format!("Bearer {key}");
-        let ip = ip.parse().ok();
-        async move {
-            request_from(
-                ip,
-                gw.addr,
-                "POST",
-                "/v1/events",
-                &[
-                    ("Content-Type", "application/json"),
-                    ("Authorization", &auth),
-                ],
-                EVENT.as_bytes(),
-            )
-            .await
-        }
+        let (ip, key) = (ip.parse().ok(), key.to_owned());
+        async move { post_json_from(ip, gw.addr, "/v1/events", EVENT, Some(&key)).await }
     };
 
     let mut limited = 0;
