@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -135,8 +134,8 @@ async fn connection_loop(index: u32, shared: Arc<Shared>) {
         // aim a tick early so the send is not up to 1 ms late (latency then
         // counts from the earlier of due and sent).
         tokio::time::sleep_until(due.checked_sub(TIMER_TICK).unwrap_or(due)).await;
-        let body = Bytes::from(request_body(&mut generator, c.plan.batch_size, &mut events));
-        send_until_answered(&shared, &mut connection, path, body, &events, due).await;
+        let body = request_body(&mut generator, c.plan.batch_size, &mut events);
+        send_until_answered(&shared, &mut connection, path, &body, &events, due).await;
     }
 }
 
@@ -144,7 +143,7 @@ async fn send_until_answered(
     shared: &Shared,
     connection: &mut Option<Connection>,
     path: &'static str,
-    body: Bytes,
+    body: &[u8],
     events: &[crate::event_gen::GeneratedEvent],
     due: Instant,
 ) {
@@ -169,16 +168,30 @@ async fn send_until_answered(
         };
         let sent = Instant::now();
         first_sent.get_or_insert(sent);
-        let answer = match conn.send(&c.target, path, body.clone()).await {
-            Ok(answer) => answer,
-            Err(_) => {
-                // The gateway may have taken it before the connection broke;
-                // a re-send then shows up as an "unexpected" row end to end.
+        let answer = match tokio::time::timeout_at(
+            shared.deadline,
+            conn.send(&c.target, path, body),
+        )
+        .await
+        {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => {
+                // The gateway may have taken it before the connection
+                // broke; a re-send is the same event (the pipeline
+                // stores it once) or shows up as an "unexpected" row.
                 r.transport_errors.fetch_add(1, Ordering::Relaxed);
                 *connection = None;
                 continue;
             }
+            Err(_) => {
+                // No answer by the drain deadline.
+                r.abandoned.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
         };
+        if conn.is_closing() {
+            *connection = None;
+        }
         if answer.status == 429 || answer.status == 503 {
             r.retryable(answer.status);
             let wait = answer.retry_after.unwrap_or(Duration::from_secs(1));
