@@ -21,7 +21,7 @@ PORT=${PORT:-18091}
 BIN=${CARGO_TARGET_DIR:-target}/release/query-api
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 1; }
 command -v pgbench >/dev/null || { echo "pgbench is missing (postgresql-contrib)" >&2; exit 1; }
-[[ -x $BIN ]] || cargo build --release -q -p query-api
+cargo build --release -q -p query-api # a no-op when up to date; never measure a stale binary
 
 TMP=$(mktemp -d)
 PID=""
@@ -96,7 +96,8 @@ report() { # name, http "p50 p99 rps", sql "p50 p99 tps"
 }
 
 rows=$(psql -X -At "$DATABASE_URL" -c "SELECT reltuples::bigint FROM pg_class WHERE relname = 'events'")
-echo "events (estimate): $rows; $CONNECTIONS connections, $DURATION per run"
+buffers=$(psql -X -At "$DATABASE_URL" -c "SHOW shared_buffers")
+echo "events (estimate): $rows; shared_buffers $buffers; $CONNECTIONS connections, $DURATION per run"
 start_api 1000
 for hours in 1 168; do
     sqlr=$(sql "$(page_sql $hours)")

@@ -9,6 +9,8 @@
 # Environment:
 #   EVENTLINE_REDIS_PORT      Redis port (16379)
 #   EVENTLINE_PG_PORT         PostgreSQL port (15432)
+#   EVENTLINE_PG_SETTINGS     PostgreSQL settings, space-separated name=value
+#                             (default shared_buffers=1GB); applied when it starts
 #   EVENTLINE_GATEWAY_PORT, EVENTLINE_QUERY_PORT, EVENTLINE_WORKER_PORT,
 #   EVENTLINE_RETENTION_PORT  service ports (8080, 8081, 9091, 9092)
 #   EVENTLINE_RUN_DIR         where data, logs and pids live (.run/)
@@ -42,6 +44,9 @@ RUN=${EVENTLINE_RUN_DIR:-$EVENTLINE_ROOT/.run}
 LOGS=$RUN/logs
 PIDS=$RUN/pids
 PG_DATA=$RUN/postgres
+# PostgreSQL's default 128 MB of shared buffers holds a few minutes of events:
+# queries over older hours then copy every page from the OS cache.
+PG_SETTINGS=${EVENTLINE_PG_SETTINGS-shared_buffers=1GB}
 
 cd "$EVENTLINE_ROOT"
 
@@ -103,7 +108,8 @@ up_postgres() {
         ! port_in_use "$PG_PORT" ||
             die "port $PG_PORT is taken by a process 'make up' did not start; stop it or set EVENTLINE_PG_PORT"
         info "starting PostgreSQL on 127.0.0.1:$PG_PORT"
-        start_postgres "$PG_PORT" "$PG_DATA" "$LOGS/postgres.log"
+        # shellcheck disable=SC2086 # one word per setting
+        start_postgres "$PG_PORT" "$PG_DATA" "$LOGS/postgres.log" $PG_SETTINGS
     fi
     if [[ $(psql_local -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'eventline'") != 1 ]]; then
         info "creating database eventline"
