@@ -13,7 +13,8 @@
 # most the gateway accepts), batch open loop at BENCH_BATCH_RATE, single events
 # open loop at BENCH_SINGLE_RATE, and batch at half the sustained rate for the
 # lag. Resident memory (VmHWM, VmRSS) of the gateway and the worker is read
-# from /proc at the end. The table is printed and everything is written to
+# from /proc at the end, and the CPU time each process (generator, gateway,
+# worker, Redis, PostgreSQL) used in each run from /proc before and after it. The table is printed and everything is written to
 # bench-results/<UTC time>/.
 #
 # Environment: BENCH_DURATION (30s), BENCH_BATCH_RATE (60000 events/s),
@@ -62,6 +63,18 @@ cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
     wait 2>/dev/null
     redis-cli -u "$REDIS_URL" del "$STREAM" "${PREFIX}events:dlq" "bench:ceiling" >/dev/null
+    # The run's dedup claims would live DEDUP_TTL more and make the next
+    # bench's Redis (and its AOF rewrites) millions of keys bigger.
+    say "removing this run's dedup keys"
+    # Server-side, one slice of the key space per call (~0.1 s each).
+    local cursor=0
+    while :; do
+        cursor=$(redis-cli -u "$REDIS_URL" --raw eval "
+            local r = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', 100000)
+            for _, k in ipairs(r[2]) do redis.call('UNLINK', k) end
+            return r[1]" 0 "$cursor" "${PREFIX}dedup:*") || break
+        [[ $cursor == 0 ]] && break
+    done
     if [[ ${BENCH_KEEP_DB:-} != 1 ]]; then
         psql "$ADMIN_URL" -Atqc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
     fi
@@ -117,6 +130,38 @@ backlog_sampler() {
         sleep 0.5
     done
 }
+# CPU time, in clock ticks, of each process of the pipeline: what a run costs
+# in cores. "own" is the process's threads; "children" what its children
+# used, exited ones included (a PostgreSQL backend that ended is counted in
+# the postmaster's cutime; Redis's AOF rewrites and RDB saves are forks).
+CLK_TCK=$(getconf CLK_TCK)
+REDIS_PID=$(redis-cli -u "$REDIS_URL" info server | tr -d '\r' | awk -F: '$1 == "process_id" {print $2}')
+PG_PID=$(head -1 "$(psql "$ADMIN_URL" -Atqc 'SHOW data_directory')/postmaster.pid" 2>/dev/null || true)
+ticks() { # <pid>: "<own> <children>"
+    [[ -n $1 && -r /proc/$1/stat ]] || { echo "0 0"; return; }
+    local own children child
+    read -r own children < <(awk '{print $14 + $15, $16 + $17}' "/proc/$1/stat")
+    for child in $(cat /proc/"$1"/task/*/children 2>/dev/null); do
+        children=$((children + $(awk '{print $14 + $15}' "/proc/$child/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$own $children"
+}
+# gateway, worker, Redis, Redis's forks, PostgreSQL (postmaster and backends)
+pipeline_ticks() {
+    local gw worker redis pg
+    read -r gw _ < <(ticks "$GW_PID")
+    read -r worker _ < <(ticks "$WORKER_PID")
+    redis=$(ticks "$REDIS_PID")
+    pg=$(ticks "$PG_PID")
+    echo "$gw $worker $redis $((${pg% *} + ${pg#* }))"
+}
+# CPU seconds this shell's waited-for children (the generator) used so far:
+# bash's `times`, run in this shell (not a subshell, which has no children).
+generator_seconds() {
+    times >"$OUT/.times"
+    awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); print u[1] * 60 + u[2] + s[1] * 60 + s[2] }' "$OUT/.times"
+}
+
 declare -A BACKLOG
 # run <label> <eventline-load flags…>
 run() {
@@ -125,12 +170,29 @@ run() {
     say "run $label: $*"
     backlog_sampler "$OUT/backlog-$label.txt" &
     local sampler=$!
+    local before after gen_before gen_after start end
+    read -r -a before < <(pipeline_ticks)
+    generator_seconds >"$OUT/.gen"
+    gen_before=$(<"$OUT/.gen")
+    redis-cli -u "$REDIS_URL" config resetstat >/dev/null
+    start=$(date +%s.%N)
     "$LOAD" run --target "http://127.0.0.1:$GW_PORT" --api-key-file "$KEY_FILE" \
         --e2e --database-url "$DB_URL" --label "$label" --json "$OUT/$label.json" "$@" |
         tee "$OUT/$label.txt" || echo "($label: loss or duplicates, see above)" >&2
+    end=$(date +%s.%N)
+    generator_seconds >"$OUT/.gen"
+    gen_after=$(<"$OUT/.gen")
+    read -r -a after < <(pipeline_ticks)
+    redis-cli -u "$REDIS_URL" info commandstats | tr -d '\r' >"$OUT/redis-commandstats-$label.txt"
     kill "$sampler" 2>/dev/null
     wait "$sampler" 2>/dev/null || true
     BACKLOG[$label]=$(sort -n "$OUT/backlog-$label.txt" | tail -1)
+    awk -v tck="$CLK_TCK" -v start="$start" -v end="$end" -v g0="$gen_before" -v g1="$gen_after" \
+        -v b="${before[*]}" -v a="${after[*]}" 'BEGIN {
+            split(b, x, " "); split(a, y, " ")
+            printf "{\"wall_seconds\": %.3f, \"cpu_seconds\": {\"generator\": %.3f, \"gateway\": %.3f, \"worker\": %.3f, \"redis\": %.3f, \"redis_forks\": %.3f, \"postgres\": %.3f}}\n",
+                end - start, g1 - g0, (y[1] - x[1]) / tck, (y[2] - x[2]) / tck, (y[3] - x[3]) / tck, (y[4] - x[4]) / tck, (y[5] - x[5]) / tck
+        }' >"$OUT/cpu-$label.json"
 }
 
 run batch-max --mode closed -c 8 -b 100 --duration "$DURATION"

@@ -7,8 +7,10 @@
 //! redis-benchmark), `copy.json` ([`crate::ceiling::CopyCeiling`]),
 //! `batch-max.json`, `batch-sustained.json`, `single.json`, `lag.json`
 //! ([`crate::stats::Report`]), `memory.json`
-//! (`{"gateway": {"vmrss_kib", "vmhwm_kib"}, "worker": {…}}`) and
-//! `stream.json` (`{"<run>": {"max_len"}}`).
+//! (`{"gateway": {"vmrss_kib", "vmhwm_kib"}, "worker": {…}}`),
+//! `stream.json` (`{"<run>": {"max_len"}}`) and `cpu-<run>.json`
+//! (`{"wall_seconds", "cpu_seconds": {"<process>": seconds, …}}`), from which
+//! a second table gives each process's CPU per event and in cores.
 
 use std::path::Path;
 
@@ -198,10 +200,90 @@ pub fn render(rows: &[Row]) -> String {
     out
 }
 
-/// Prints the table and writes `summary.json` next to the inputs.
+/// The processes whose CPU `bench.sh` reads, in table order.
+const PROCESSES: [(&str, &str); 6] = [
+    ("generator", "generator"),
+    ("gateway", "gateway"),
+    ("worker", "worker"),
+    ("redis", "Redis"),
+    ("redis_forks", "Redis's forks (AOF rewrite, RDB save)"),
+    ("postgres", "PostgreSQL"),
+];
+
+/// What one run cost in CPU.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CpuRow {
+    pub run: String,
+    pub events: u64,
+    /// Per process (in [`PROCESSES`] order): µs of CPU per accepted event.
+    pub micros_per_event: Vec<f64>,
+    /// Per process: CPU seconds over the run's wall time (sending and the
+    /// wait until every event was stored).
+    pub cores: Vec<f64>,
+}
+
+pub fn cpu_rows(dir: &Path) -> Vec<CpuRow> {
+    let mut out = Vec::new();
+    for run in ["batch-max", "batch-sustained", "single", "lag"] {
+        let (Some(cpu), Some(report)) = (
+            load(dir, &format!("cpu-{run}.json")),
+            load(dir, &format!("{run}.json")),
+        ) else {
+            continue;
+        };
+        let events = report
+            .get("events_accepted")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let wall = f(&cpu, &["wall_seconds"]).unwrap_or(0.0);
+        if events == 0 || wall <= 0.0 {
+            continue;
+        }
+        let seconds: Vec<f64> = PROCESSES
+            .iter()
+            .map(|(key, _)| f(&cpu, &["cpu_seconds", key]).unwrap_or(0.0))
+            .collect();
+        out.push(CpuRow {
+            run: run.to_owned(),
+            events,
+            micros_per_event: seconds.iter().map(|s| s * 1e6 / events as f64).collect(),
+            cores: seconds.iter().map(|s| s / wall).collect(),
+        });
+    }
+    out
+}
+
+pub fn render_cpu(rows: &[CpuRow]) -> String {
+    let mut out = String::from("| run (µs of CPU per event · cores) |");
+    for (_, name) in PROCESSES {
+        out.push_str(&format!(" {name} |"));
+    }
+    out.push_str(" all |\n|---|");
+    out.push_str(&"---|".repeat(PROCESSES.len() + 1));
+    out.push('\n');
+    for r in rows {
+        out.push_str(&format!("| {} ({} events) |", r.run, r.events));
+        for (us, cores) in r.micros_per_event.iter().zip(&r.cores) {
+            out.push_str(&format!(" {us:.1} · {cores:.2} |"));
+        }
+        out.push_str(&format!(
+            " {:.1} · {:.2} |\n",
+            r.micros_per_event.iter().sum::<f64>(),
+            r.cores.iter().sum::<f64>()
+        ));
+    }
+    out
+}
+
+/// Prints the tables and writes `summary.json` next to the inputs.
 pub fn report(dir: &Path) -> anyhow::Result<String> {
     let rows = rows(dir);
-    let table = render(&rows);
+    let cpu = cpu_rows(dir);
+    let mut table = render(&rows);
+    if !cpu.is_empty() {
+        table.push('\n');
+        table.push_str(&render_cpu(&cpu));
+    }
     let mut inputs = serde_json::Map::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
@@ -217,7 +299,7 @@ pub fn report(dir: &Path) -> anyhow::Result<String> {
             inputs.insert(name.trim_end_matches(".json").to_owned(), v);
         }
     }
-    let summary = json!({ "table": rows, "inputs": inputs });
+    let summary = json!({ "table": rows, "cpu": cpu, "inputs": inputs });
     std::fs::write(
         dir.join("summary.json"),
         serde_json::to_string_pretty(&summary)?,
@@ -252,7 +334,23 @@ mod tests {
             "memory.json",
             json!({"gateway": {"vmrss_kib": 30720, "vmhwm_kib": 40960}}),
         );
+        write(
+            "lag.json",
+            json!({"events_accepted": 500000, "events_per_second": 25000.0}),
+        );
+        write(
+            "cpu-lag.json",
+            json!({"wall_seconds": 25.0, "cpu_seconds": {"generator": 2.5, "gateway": 5.0, "worker": 7.5, "redis": 2.5, "redis_forks": 0.0, "postgres": 10.0}}),
+        );
         let table = report(&dir).expect("report");
+        let cpu = table
+            .lines()
+            .find(|l| l.starts_with("| lag"))
+            .expect("cpu row");
+        assert_eq!(
+            cpu,
+            "| lag (500000 events) | 5.0 · 0.10 | 10.0 · 0.20 | 15.0 · 0.30 | 5.0 · 0.10 | 0.0 · 0.00 | 20.0 · 0.40 | 55.0 · 1.10 |"
+        );
         let sustained = table
             .lines()
             .find(|l| l.contains("sustained"))
