@@ -14,8 +14,8 @@
 # open loop at BENCH_SINGLE_RATE, and batch at half the sustained rate for the
 # lag. Resident memory (VmHWM, VmRSS) of the gateway and the worker is read
 # from /proc at the end, and the CPU time each process (generator, gateway,
-# worker, Redis, PostgreSQL) used in each run from /proc before and after it. The table is printed and everything is written to
-# bench-results/<UTC time>/.
+# worker, Redis, PostgreSQL) used in each run from /proc before and after it.
+# The tables are printed and everything is written to bench-results/<UTC time>/.
 #
 # Environment: BENCH_DURATION (30s), BENCH_BATCH_RATE (60000 events/s),
 # BENCH_SINGLE_RATE (30000 requests/s), BENCH_SINGLE_CONNECTIONS (256), BENCH_GATEWAY_PORT (18180),
