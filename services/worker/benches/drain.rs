@@ -8,9 +8,10 @@
 //! ```
 //!
 //! `BENCH_EVENTS` (default 1,000,000) events; `BENCH_RUNS` a comma-separated
-//! list of `<method>:<workers>:<batch size>[:<batches in flight>]` or
+//! list of `<method>:<workers>:<batch size>[:<batches in flight>]` (in flight
+//! defaults to the worker's `MAX_IN_FLIGHT_BATCHES`) or
 //! `insert:<method>:<batch size>` (the insert path alone, no Redis) (default
-//! `fast:1:5000,fast:2:5000,unnest:1:5000,fast:1:5000`). `<method>` is `fast`
+//! `fast:1:2500,fast:2:2500,unnest:1:2500,fast:1:2500`). `<method>` is `fast`
 //! (fresh batches `COPY`ed straight into `events`, the default worker), or
 //! `unnest` / `copy` (every batch through that guarded `INSERT_METHOD`). Each
 //! run gets a fresh database and a fresh stream; the bare COPY runs first and
@@ -235,7 +236,8 @@ async fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
     let runs = std::env::var("BENCH_RUNS")
-        .unwrap_or_else(|_| "fast:1:5000,fast:2:5000,unnest:1:5000,fast:1:5000".into());
+        .unwrap_or_else(|_| "fast:1:2500,fast:2:2500,unnest:1:2500,fast:1:2500".into());
+    let default_in_flight = config(&[]).worker.max_in_flight_batches.to_string();
     eprintln!("generating {n} events");
     let events = events(n);
 
@@ -259,7 +261,7 @@ async fn main() {
             continue;
         }
         let (method, workers, batch, in_flight) = match parts[..] {
-            [m, w, b] => (m, w, b, "2"),
+            [m, w, b] => (m, w, b, default_in_flight.as_str()),
             [m, w, b, f] => (m, w, b, f),
             _ => panic!("BENCH_RUNS entry {run:?} is not method:workers:batch[:in-flight]"),
         };

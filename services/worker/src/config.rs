@@ -53,15 +53,16 @@ pub struct WorkerArgs {
     /// Number of stream shards (`events:{0}` … `events:{N-1}`); must match the gateway.
     #[arg(long, env = "STREAM_SHARDS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub stream_shards: u32,
-    /// Most entries in one batch.
-    #[arg(long, env = "BATCH_SIZE", default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=50_000))]
+    /// Most entries in one batch (with `MAX_IN_FLIGHT_BATCHES`, what one
+    /// shard holds in memory at most; docs/adr/0010-worker-batch-insert.md).
+    #[arg(long, env = "BATCH_SIZE", default_value_t = 2500, value_parser = clap::value_parser!(u32).range(1..=50_000))]
     pub batch_size: u32,
     /// Longest wait, in milliseconds, for a batch to fill once its first entry arrived.
     #[arg(long, env = "FLUSH_INTERVAL_MS", value_name = "FLUSH_INTERVAL_MS", default_value = "100", value_parser = parse_millis)]
     pub flush_interval: Duration,
     /// Batches of one shard being inserted at once (reading the next while
-    /// the previous one commits).
-    #[arg(long, env = "MAX_IN_FLIGHT_BATCHES", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    /// the previous ones commit).
+    #[arg(long, env = "MAX_IN_FLIGHT_BATCHES", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub max_in_flight_batches: u32,
     /// An entry delivered more often than this goes to the dead-letter stream.
     #[arg(long, env = "MAX_DELIVERIES", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
