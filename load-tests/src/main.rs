@@ -37,11 +37,8 @@ fn main() -> anyhow::Result<()> {
         }
         Command::BenchReport { dir } => print!("{}", bench_report::report(&dir)?),
         Command::Chaos(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
-            let summary = runtime.block_on(eventline_load::chaos::run(&args))?;
+            let summary =
+                eventline_load::runtime(2)?.block_on(eventline_load::chaos::run(&args))?;
             print!("{}", summary.render());
             std::process::exit(i32::from(!summary.ok()));
         }

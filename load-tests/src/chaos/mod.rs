@@ -225,20 +225,6 @@ impl Summary {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM, so that the servers and services are
-/// stopped (their owners dropped) rather than left behind.
-fn interrupted() -> Result<impl Future<Output = ()>, ChaosError> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| ChaosError::io("SIGINT", e))?;
-    let mut term = signal(SignalKind::terminate()).map_err(|e| ChaosError::io("SIGTERM", e))?;
-    Ok(async move {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-    })
-}
-
 fn default_bin_dir() -> Result<PathBuf, ChaosError> {
     let exe = std::env::current_exe().map_err(|e| ChaosError::io("locating this binary", e))?;
     let mut dir = exe
@@ -294,8 +280,10 @@ pub async fn run(args: &ChaosArgs) -> Result<Summary, ChaosError> {
     }
     let mut outcomes = Vec::new();
     let mut failure = None;
-    let interrupted = interrupted()?;
-    tokio::pin!(interrupted);
+    // SIGINT or SIGTERM ends the run with the servers and services stopped
+    // (their owners dropped) rather than left behind.
+    let interrupted = eventline_shared::shutdown::on_signal()
+        .map_err(|e| ChaosError::io("installing signal handlers", e))?;
     for (i, kind) in kinds.iter().enumerate() {
         eprintln!(
             "chaos: scenario {} ({}/{})",
@@ -305,7 +293,7 @@ pub async fn run(args: &ChaosArgs) -> Result<Summary, ChaosError> {
         );
         let result = tokio::select! {
             r = run_scenario(&mut stack, *kind, &timing, rate, args.seed + i as u64) => r,
-            () = &mut interrupted => Err(ChaosError::Setup("interrupted".into())),
+            () = interrupted.cancelled() => Err(ChaosError::Setup("interrupted".into())),
         };
         match result {
             Ok(outcome) => {
@@ -321,6 +309,8 @@ pub async fn run(args: &ChaosArgs) -> Result<Summary, ChaosError> {
             }
         }
     }
+    // Ends the signal watcher's task.
+    interrupted.cancel();
     let stopped = stack.stop().await;
     if let Err(e) = &stopped {
         eprintln!("chaos: stopping the services: {e}");
@@ -479,11 +469,4 @@ async fn run_scenario(
         drained_after_seconds: drained_at.map(|at| (at - last_fault_end).as_secs_f64()),
         drained_after_load_seconds: drained_at.map(|at| (at - load_end).as_secs_f64()),
     })
-}
-
-/// `eventline-load chaos`, parsed on its own (for tests).
-#[derive(Debug, Parser)]
-pub struct ChaosCli {
-    #[command(flatten)]
-    pub args: ChaosArgs,
 }

@@ -143,6 +143,9 @@ pub struct Stack {
     pub database_url: String,
 }
 
+/// The throwaway stack's key pepper (its keys and database die with it).
+const PEPPER: &str = "chaos-stack-pepper-0123456789abcdef";
+
 fn free_addr() -> Result<SocketAddr, ChaosError> {
     Ok(SocketAddr::from(([127, 0, 0, 1], servers::free_port()?)))
 }
@@ -172,8 +175,7 @@ impl Stack {
         eventline_shared::schema::migrate(&pool)
             .await
             .map_err(|e| ChaosError::Setup(format!("migrations: {e}")))?;
-        let pepper_hex = random_hex(32);
-        let pepper: KeyPepper = pepper_hex.parse().map_err(ChaosError::Setup)?;
+        let pepper: KeyPepper = PEPPER.parse().map_err(ChaosError::Setup)?;
         let scopes = Scopes::parse_list("ingest").map_err(|e| ChaosError::Setup(e.to_string()))?;
         let (_, api_key) = api_key::create(&pool, &pepper, "chaos", scopes)
             .await
@@ -199,7 +201,7 @@ impl Stack {
         let mut gateway_env = common(&database_url);
         gateway_env.extend(
             [
-                ("KEY_PEPPER", pepper_hex.clone()),
+                ("KEY_PEPPER", PEPPER.to_owned()),
                 ("STREAM_HIGH_WATER", o.high_water.to_string()),
                 ("RATE_LIMIT_KEY_PER_SECOND", "100000000".into()),
                 ("RATE_LIMIT_KEY_BURST", "100000000".into()),
@@ -262,10 +264,4 @@ impl Stack {
         }
         Ok(())
     }
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).expect("the OS random source works");
-    buf.iter().map(|b| format!("{b:02x}")).collect()
 }

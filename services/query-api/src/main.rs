@@ -1,12 +1,12 @@
 //! `query-api`: parse the configuration, set up logging, bind, run.
 
 use anyhow::Context;
+use query_api::config::{Config, DEFAULT_ADDR};
 
 // mimalloc: a page allocates per row and per field; glibc malloc was ~13% of
 // the query-api's CPU under load (docs/adr/0030-query-api-reads.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use query_api::config::{Config, DEFAULT_ADDR};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
