@@ -10,7 +10,8 @@
 #   EVENTLINE_REDIS_PORT      Redis port (16379)
 #   EVENTLINE_PG_PORT         PostgreSQL port (15432)
 #   EVENTLINE_PG_SETTINGS     PostgreSQL settings, space-separated name=value
-#                             (default shared_buffers=1GB); applied when it starts
+#                             (default: shared_buffers=1GB max_wal_size=8GB
+#                             checkpoint_timeout=15min); applied when it starts
 #   EVENTLINE_GATEWAY_PORT, EVENTLINE_QUERY_PORT, EVENTLINE_WORKER_PORT,
 #   EVENTLINE_RETENTION_PORT  service ports (8080, 8081, 9091, 9092)
 #   EVENTLINE_RUN_DIR         where data, logs and pids live (.run/)
@@ -45,8 +46,11 @@ LOGS=$RUN/logs
 PIDS=$RUN/pids
 PG_DATA=$RUN/postgres
 # PostgreSQL's default 128 MB of shared buffers holds a few minutes of events:
-# queries over older hours then copy every page from the OS cache.
-PG_SETTINGS=${EVENTLINE_PG_SETTINGS-shared_buffers=1GB}
+# queries over older hours then copy every page from the OS cache. Its default
+# 1 GB of WAL between checkpoints lasts ~20 s at 50,000 events/s: a checkpoint
+# every 20 s, each followed by a full-page image of every index page the next
+# inserts touch (docs/adr/0012-checkpoints-and-aof-rewrites.md).
+PG_SETTINGS=${EVENTLINE_PG_SETTINGS-shared_buffers=1GB max_wal_size=8GB checkpoint_timeout=15min}
 
 cd "$EVENTLINE_ROOT"
 
@@ -99,8 +103,10 @@ up_redis() {
     info "starting Redis on 127.0.0.1:$REDIS_PORT"
     # Persistence as infrastructure/redis/redis.conf has it: AOF, fsync every
     # second, no RDB snapshots on top (each is a fork that copies the whole
-    # data set: 0.2 of a core during make bench).
+    # data set: 0.2 of a core during make bench), the AOF rewritten when it has
+    # grown to 5x its last rewrite rather than 2x.
     start_redis "$REDIS_PORT" "$RUN/redis" --appendonly yes --appendfsync everysec --save '' \
+        --auto-aof-rewrite-percentage 400 \
         --pidfile "$PIDS/redis.pid" --logfile "$LOGS/redis.log"
 }
 
