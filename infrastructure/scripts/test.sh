@@ -10,6 +10,8 @@
 #   EVENTLINE_TEST_CMD  a shell command run instead of fmt, clippy and the tests,
 #                       to check the harness itself
 #   EVENTLINE_REDIS_SERVER, EVENTLINE_PG_BIN  use these binaries instead of searching
+#   EVENTLINE_TEST_PG_SETTINGS  extra PostgreSQL settings, space-separated
+#                       name=value (e.g. for the drain bench: shared_buffers=1GB)
 #
 # Exported to the tests:
 #   EVENTLINE_TEST_DATABASE_URL  postgres://postgres@127.0.0.1:<port>/postgres (superuser)
@@ -54,8 +56,10 @@ start_databases() {
     read -r redis_port pg_port < <(free_ports 2)
     step "throwaway Redis on 127.0.0.1:$redis_port, PostgreSQL on 127.0.0.1:$pg_port ($TMP)"
     start_redis "$redis_port" "$TMP/redis" --save '' --appendonly no
+    local pg_settings
+    read -r -a pg_settings <<<"${EVENTLINE_TEST_PG_SETTINGS:-}"
     start_postgres "$pg_port" "$TMP/pg" "$TMP/postgres.log" \
-        fsync=off synchronous_commit=off full_page_writes=off max_connections=300
+        fsync=off synchronous_commit=off full_page_writes=off max_connections=300 "${pg_settings[@]}"
 
     export EVENTLINE_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/postgres"
     export EVENTLINE_TEST_REDIS_URL="redis://127.0.0.1:$redis_port"

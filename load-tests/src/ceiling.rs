@@ -2,7 +2,8 @@
 //!
 //! - [`copy_ceiling`]: a bare `COPY … FROM STDIN` (text format) of the
 //!   generated rows into a scratch table shaped like `events` (partitioned
-//!   by day, same unique key and indexes), in chunks of the worker's batch
+//!   by day; its unique key and every index copied from `events`, so the
+//!   GIN index on `metadata` too), in chunks of the worker's batch
 //!   size, one transaction each. Rows are encoded before the clock starts:
 //!   only PostgreSQL's work is timed. The table is dropped afterwards.
 //! - [`entry_size`]: the mean size of the stream entry (MessagePack) the
@@ -146,10 +147,7 @@ pub async fn copy_ceiling(
     // Identifiers and dates are ours, not user input.
     let ddl = format!(
         "DROP TABLE IF EXISTS {t};
-         CREATE TABLE {t} (LIKE events INCLUDING DEFAULTS INCLUDING CONSTRAINTS) PARTITION BY RANGE (ts);
-         ALTER TABLE {t} ADD UNIQUE (dedup_key, service, ts);
-         CREATE INDEX ON {t} (service, ts DESC, id DESC);
-         CREATE INDEX ON {t} (id);
+         CREATE TABLE {t} (LIKE events INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES) PARTITION BY RANGE (ts);
          CREATE TABLE {t}_d0 PARTITION OF {t} FOR VALUES FROM ('{d0} 00:00+00') TO ('{d1} 00:00+00');
          CREATE TABLE {t}_d1 PARTITION OF {t} FOR VALUES FROM ('{d1} 00:00+00') TO ('{d2} 00:00+00');
          CREATE TABLE {t}_default PARTITION OF {t} DEFAULT;",

@@ -207,11 +207,12 @@ async fn send_until_answered(
                 Ok((pairs, n)) => {
                     rejected = n;
                     // A re-send of an event already stored would be "seen"
-                    // at once: sample a first send.
+                    // at once, and is stored under its first send's id:
+                    // sample a first send, by the id the 202 gave it.
                     lag_sample = pairs
                         .iter()
                         .find(|(i, _)| !events[*i].is_duplicate)
-                        .map(|&(i, id)| events[i].dedup_key.unwrap_or(id));
+                        .map(|&(_, id)| id);
                     accepted = pairs
                         .into_iter()
                         .map(|(i, id)| AcceptedEvent {
@@ -232,7 +233,7 @@ async fn send_until_answered(
     }
 }
 
-fn sample_lag(shared: &Shared, tap: &LagTap, key: Uuid) {
+fn sample_lag(shared: &Shared, tap: &LagTap, id: Uuid) {
     let now = u64::try_from(shared.start.elapsed().as_micros()).unwrap_or(u64::MAX);
     let last = shared.last_sample.load(Ordering::Relaxed);
     let every = u64::try_from(tap.every.as_micros()).unwrap_or(u64::MAX);
@@ -242,7 +243,7 @@ fn sample_lag(shared: &Shared, tap: &LagTap, key: Uuid) {
             .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
     {
-        let _ = tap.tx.send((key, std::time::Instant::now()));
+        let _ = tap.tx.send((id, std::time::Instant::now()));
     }
 }
 

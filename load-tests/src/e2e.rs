@@ -5,8 +5,9 @@
 //!   with what was accepted, by dedup key: an accepted key never stored is a
 //!   loss; a key stored more than once is a duplicate. Re-sent events with
 //!   the same `event_id` are one key, stored once.
-//! - [`poll_lag`]: while sending, polls PostgreSQL by dedup key for a sample of
-//!   accepted events; lag is from the 202 arriving to the first poll that
+//! - [`poll_lag`]: while sending, polls PostgreSQL by id for a sample of
+//!   accepted events (first sends only, so the stored row has the id the 202
+//!   gave); lag is from the 202 arriving to the first poll that
 //!   sees the row, so it is exact to within one poll interval plus the
 //!   poll's own query time (reported as the resolution).
 
@@ -57,7 +58,7 @@ pub async fn poll_lag(
             let ids: Vec<Uuid> = pending.iter().map(|p| p.0).collect();
             let started = Instant::now();
             let found: Result<Vec<Uuid>, _> =
-                sqlx::query_scalar("SELECT dedup_key FROM events WHERE dedup_key = ANY($1)")
+                sqlx::query_scalar("SELECT id FROM events WHERE id = ANY($1)")
                     .bind(&ids)
                     .fetch_all(&pool)
                     .await;

@@ -10,7 +10,7 @@
 //! - the **fresh** path, for a batch whose every entry was freshly claimed in
 //!   Redis (none is a redelivery of our own claim): `COPY … FORMAT binary`
 //!   straight into `events`, no conflict guard, and the rollup computed here
-//!   from the rows. The unique key `(dedup_key, service, ts)` is the only
+//!   from the rows. The unique key `(ts, dedup_key, service)` is the only
 //!   constraint `ON CONFLICT DO NOTHING` would have skipped on, so when a row
 //!   did exist after all (its Redis claim expired) the `COPY` fails with a
 //!   unique violation (23505), nothing of it is kept, and the batch is redone
