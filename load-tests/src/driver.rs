@@ -206,12 +206,14 @@ async fn send_until_answered(
             match accepted_ids(&answer.body, events.len()) {
                 Ok((pairs, n)) => {
                     rejected = n;
-                    // A re-send of an event already stored would be "seen"
-                    // at once, and is stored under its first send's id:
-                    // sample a first send, by the id the 202 gave it.
+                    // Sample an event without an `event_id`: it is sent
+                    // once and stored under the id the 202 gave it. (An
+                    // event with one may be stored under the id of a
+                    // re-send that overtook it, or be seen at once when
+                    // it is itself a re-send.)
                     lag_sample = pairs
                         .iter()
-                        .find(|(i, _)| !events[*i].is_duplicate)
+                        .find(|(i, _)| events[*i].dedup_key.is_none())
                         .map(|&(_, id)| id);
                     accepted = pairs
                         .into_iter()

@@ -6,8 +6,8 @@
 //!   loss; a key stored more than once is a duplicate. Re-sent events with
 //!   the same `event_id` are one key, stored once.
 //! - [`poll_lag`]: while sending, polls PostgreSQL by id for a sample of
-//!   accepted events (first sends only, so the stored row has the id the 202
-//!   gave); lag is from the 202 arriving to the first poll that
+//!   accepted events without an `event_id` (stored under the id the 202
+//!   gave them); lag is from the 202 arriving to the first poll that
 //!   sees the row, so it is exact to within one poll interval plus the
 //!   poll's own query time (reported as the resolution).
 
