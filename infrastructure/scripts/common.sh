@@ -147,12 +147,16 @@ stop_pidfile() {
 # ---- Redis ----------------------------------------------------------------
 
 # True when a Redis on 127.0.0.1:<port> answers PING with PONG (not LOADING etc.).
+# redis_ping <port>: 0 when Redis answers PONG, 2 while it is still loading
+# its data set (-LOADING), 1 otherwise.
 redis_ping() {
     (
         exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
         printf 'PING\r\n' >&3
         IFS= read -r -t 2 reply <&3 || exit 1
-        [[ $reply == "+PONG"* ]]
+        [[ $reply == "+PONG"* ]] && exit 0
+        [[ $reply == "-LOADING"* ]] && exit 2
+        exit 1
     ) 2>/dev/null
 }
 
@@ -172,11 +176,22 @@ start_redis() {
         if [[ ${redis_args[i]} == --logfile ]]; then log=${redis_args[i + 1]}; fi
     done
     "$REDIS_SERVER" "${redis_args[@]}" || { show_log_tail "$log"; die "redis-server failed to start on port $port"; }
+    # 30 s to answer at all; a large AOF then takes as long as it takes to
+    # load (Redis answers -LOADING meanwhile), up to 10 minutes.
+    local loading_said="" status
     deadline=$((SECONDS + 30))
-    until redis_ping "$port"; do
+    while true; do
+        status=0
+        redis_ping "$port" || status=$?
+        ((status == 0)) && break
+        if ((status == 2)) && [[ -z $loading_said ]]; then
+            info "Redis on port $port is loading its data set (see $log)"
+            loading_said=1
+            deadline=$((SECONDS + 600))
+        fi
         if ((SECONDS >= deadline)); then
             show_log_tail "$log"
-            die "Redis on port $port did not answer PING within 30s"
+            die "Redis on port $port did not answer PING in time"
         fi
         sleep 0.1
     done
