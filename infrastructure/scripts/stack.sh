@@ -47,9 +47,9 @@ PIDS=$RUN/pids
 PG_DATA=$RUN/postgres
 # PostgreSQL's default 128 MB of shared buffers holds a few minutes of events:
 # queries over older hours then copy every page from the OS cache. Its default
-# 1 GB of WAL between checkpoints lasts ~20 s at 50,000 events/s: a checkpoint
-# every 20 s, each followed by a full-page image of every index page the next
-# inserts touch (docs/adr/0012-checkpoints-and-aof-rewrites.md).
+# 1 GB of WAL between checkpoints lasts ~20 s at 50,000 events/s, and
+# PostgreSQL warns about checkpoints that close together
+# (docs/adr/0012-checkpoints-and-aof-rewrites.md).
 PG_SETTINGS=${EVENTLINE_PG_SETTINGS-shared_buffers=1GB max_wal_size=8GB checkpoint_timeout=15min}
 
 cd "$EVENTLINE_ROOT"
