@@ -160,16 +160,21 @@ redis_ping() {
     ) 2>/dev/null
 }
 
-# start_redis <port> <dir> [redis-server options...]
+# start_redis <port> <dir> [config file] [redis-server options...]
 # Daemonized Redis bound to 127.0.0.1 with its data in <dir>; pidfile and log default
-# to <dir>/redis.pid and <dir>/redis.log. Later options override earlier ones, so
-# callers pass e.g. `--save '' --appendonly no` or `--pidfile X --logfile Y`.
-# Returns once Redis answers PING.
+# to <dir>/redis.pid and <dir>/redis.log. A config file (any first argument not
+# starting with --) is read first; options override it, and later options
+# earlier ones, so callers pass e.g. `--save '' --appendonly no` or
+# `--pidfile X --logfile Y`. Returns once Redis answers PING.
 start_redis() {
-    local port=$1 dir=$2 log=$2/redis.log deadline i
+    local port=$1 dir=$2 log=$2/redis.log deadline i config=()
     shift 2
+    if [[ $# -gt 0 && $1 != --* ]]; then
+        config=("$1")
+        shift
+    fi
     mkdir -p "$dir"
-    local redis_args=(--port "$port" --bind 127.0.0.1 --daemonize yes --dir "$dir"
+    local redis_args=("${config[@]}" --port "$port" --bind 127.0.0.1 --daemonize yes --dir "$dir"
         --pidfile "$dir/redis.pid" --logfile "$log" "$@")
     # The effective log is the last --logfile given; we show it when start-up fails.
     for ((i = 0; i < ${#redis_args[@]} - 1; i++)); do
