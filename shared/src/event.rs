@@ -101,6 +101,51 @@ impl EnrichedEvent {
     pub fn dedup_key(&self) -> Uuid {
         dedup_key(&self.service, self.event_id.as_deref(), self.id)
     }
+
+    /// The event as an [`EnrichedEventRef`] borrowing its strings.
+    pub fn as_ref(&self) -> EnrichedEventRef<'_> {
+        EnrichedEventRef {
+            id: self.id,
+            service: &self.service,
+            message: &self.message,
+            ts: self.ts,
+            ingested_at: self.ingested_at,
+            event_id: self.event_id.as_deref(),
+            metadata: self.metadata.as_deref(),
+            request_id: self.request_id.as_deref(),
+        }
+    }
+}
+
+/// An [`EnrichedEvent`] read in place: its strings borrow the bytes it was
+/// decoded from (see [`crate::stream_codec::decode_ref`]), so the worker reads
+/// a batch without an allocation per string.
+///
+/// Invariant: the same fields in the same order, with the same serde
+/// attributes, as [`EnrichedEvent`], so both read the same wire format (a
+/// test in `stream_codec` decodes one's encoding as the other).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct EnrichedEventRef<'a> {
+    pub id: Uuid,
+    pub service: &'a str,
+    pub message: &'a str,
+    #[serde(with = "chrono::serde::ts_milliseconds")]
+    pub ts: DateTime<Utc>,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub ingested_at: DateTime<Utc>,
+    #[serde(borrow)]
+    pub event_id: Option<&'a str>,
+    #[serde(borrow)]
+    pub metadata: Option<&'a str>,
+    #[serde(borrow)]
+    pub request_id: Option<&'a str>,
+}
+
+impl EnrichedEventRef<'_> {
+    /// See [`EnrichedEvent::dedup_key`].
+    pub fn dedup_key(&self) -> Uuid {
+        dedup_key(self.service, self.event_id, self.id)
+    }
 }
 
 /// See [`EnrichedEvent::dedup_key`].

@@ -41,4 +41,4 @@ pub mod validate;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use event::{EnrichedEvent, ValidEvent};
+pub use event::{EnrichedEvent, EnrichedEventRef, ValidEvent};

@@ -38,12 +38,18 @@ impl RedisKeys {
 
     /// The dedup claim of one event (see `EnrichedEvent::dedup_key`).
     pub fn dedup(&self, key: Uuid) -> String {
-        let mut buf = Uuid::encode_buffer();
-        format!(
-            "{}dedup:{}",
-            self.prefix,
-            key.as_simple().encode_lower(&mut buf)
-        )
+        let mut out = String::with_capacity(self.prefix.len() + 38);
+        self.write_dedup(key, &mut out);
+        out
+    }
+
+    /// [`Self::dedup`] written into `out` (cleared first), so a loop over a
+    /// batch reuses one buffer.
+    pub fn write_dedup(&self, key: Uuid, out: &mut String) {
+        out.clear();
+        out.push_str(&self.prefix);
+        out.push_str("dedup:");
+        out.push_str(key.as_simple().encode_lower(&mut Uuid::encode_buffer()));
     }
 
     /// A rate-limit window; `scope` is a small fixed word (`key`, `ip`).

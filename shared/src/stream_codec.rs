@@ -5,7 +5,7 @@
 //! hand, by a newer gateway, or truncated), the worker gets a [`DecodeError`]
 //! saying what was wrong and dead-letters the entry instead of stopping.
 
-use crate::event::EnrichedEvent;
+use crate::event::{EnrichedEvent, EnrichedEventRef};
 
 /// The stream field holding the format version.
 pub const FIELD_VERSION: &str = "v";
@@ -49,14 +49,29 @@ pub fn decode(
     version: Option<&[u8]>,
     payload: Option<&[u8]>,
 ) -> Result<EnrichedEvent, DecodeError> {
+    Ok(rmp_serde::from_slice(checked_payload(version, payload)?)?)
+}
+
+/// [`decode`] without copying: the event's strings borrow `payload`.
+pub fn decode_ref<'a>(
+    version: Option<&[u8]>,
+    payload: Option<&'a [u8]>,
+) -> Result<EnrichedEventRef<'a>, DecodeError> {
+    Ok(rmp_serde::from_slice(checked_payload(version, payload)?)?)
+}
+
+/// The payload of an entry whose version this build reads.
+fn checked_payload<'a>(
+    version: Option<&[u8]>,
+    payload: Option<&'a [u8]>,
+) -> Result<&'a [u8], DecodeError> {
     let version = version.ok_or(DecodeError::MissingField(FIELD_VERSION))?;
     if version != FORMAT_VERSION_STR.as_bytes() {
         return Err(DecodeError::UnsupportedVersion(
             String::from_utf8_lossy(version).chars().take(32).collect(),
         ));
     }
-    let payload = payload.ok_or(DecodeError::MissingField(FIELD_EVENT))?;
-    Ok(rmp_serde::from_slice(payload)?)
+    payload.ok_or(DecodeError::MissingField(FIELD_EVENT))
 }
 
 #[cfg(test)]
@@ -85,6 +100,21 @@ mod tests {
         let bytes = encode(&event).unwrap();
         let back = decode(Some(b"1"), Some(&bytes)).unwrap();
         assert_eq!(back, event);
+        assert_eq!(
+            decode_ref(Some(b"1"), Some(&bytes)).unwrap(),
+            event.as_ref()
+        );
+        let without_options = EnrichedEvent {
+            event_id: None,
+            metadata: None,
+            request_id: None,
+            ..event
+        };
+        let bytes = encode(&without_options).unwrap();
+        assert_eq!(
+            decode_ref(Some(b"1"), Some(&bytes)).unwrap(),
+            without_options.as_ref()
+        );
     }
 
     #[test]
@@ -109,6 +139,14 @@ mod tests {
         ));
         assert!(matches!(
             decode(Some(b"1"), Some(b"\xc1garbage")),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode_ref(Some(b"2"), Some(&bytes)),
+            Err(DecodeError::UnsupportedVersion(_))
+        ));
+        assert!(matches!(
+            decode_ref(Some(b"1"), Some(&bytes[..bytes.len() / 2])),
             Err(DecodeError::Malformed(_))
         ));
     }
@@ -144,12 +182,16 @@ mod tests {
         #[test]
         fn any_event_round_trips(event in any_event()) {
             let bytes = encode(&event).unwrap();
+            prop_assert_eq!(decode_ref(Some(b"1"), Some(&bytes)).unwrap(), event.as_ref());
             prop_assert_eq!(decode(Some(b"1"), Some(&bytes)).unwrap(), event);
         }
 
         #[test]
         fn decoding_garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let _ = decode(Some(b"1"), Some(&bytes));
+            let owned = decode(Some(b"1"), Some(&bytes));
+            let borrowed = decode_ref(Some(b"1"), Some(&bytes));
+            // Both read the same format: one accepts exactly what the other does.
+            prop_assert_eq!(owned.is_ok(), borrowed.is_ok());
         }
     }
 }

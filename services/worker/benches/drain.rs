@@ -75,7 +75,7 @@ async fn bare_copy(events: &[EnrichedEvent]) -> f64 {
     eventline_shared::schema::ensure_partitions(&db.pool, today.pred_opt().unwrap_or(today), today)
         .await
         .expect("partitions");
-    let rows: Vec<EventRow> = events.iter().cloned().map(EventRow::new).collect();
+    let rows: Vec<EventRow> = events.iter().map(|e| EventRow::new(e.as_ref())).collect();
     let mut conn = db.pool.acquire().await.expect("connection");
     let start = Instant::now();
     let mut copy = conn
@@ -108,7 +108,7 @@ async fn insert_only(events: &[EnrichedEvent], method: &str, batch: usize) -> f6
     eventline_shared::schema::ensure_partitions(&db.pool, today.pred_opt().unwrap_or(today), today)
         .await
         .expect("partitions");
-    let rows: Vec<EventRow> = events.iter().cloned().map(EventRow::new).collect();
+    let rows: Vec<EventRow> = events.iter().map(|e| EventRow::new(e.as_ref())).collect();
     let start = Instant::now();
     for chunk in rows.chunks(batch) {
         let n = if fresh {
@@ -146,6 +146,7 @@ async fn drain(
 
     let mut running = Vec::new();
     let mut registries: Vec<prometheus::Registry> = Vec::new();
+    let cpu_start = Cpu::now();
     let start = Instant::now();
     for w in 0..workers {
         let name = format!("bench-{w}");
@@ -192,6 +193,16 @@ async fn drain(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = start.elapsed();
+    if let (Some(before), Some(after)) = (cpu_start, Cpu::now()) {
+        let per_event = |seconds: f64| seconds * 1e6 / events.len() as f64;
+        eprintln!(
+            "  CPU per event: worker(s) {:.2} µs, whole machine {:.2} µs ({:.2} of {} cores busy)",
+            per_event(after.process - before.process),
+            per_event(after.machine - before.machine),
+            (after.machine - before.machine) / elapsed.as_secs_f64(),
+            std::thread::available_parallelism().map_or(0, usize::from),
+        );
+    }
     for registry in &registries {
         for family in registry.gather() {
             if family.name() == worker::metrics::INSERT_DURATION {
@@ -220,6 +231,40 @@ async fn drain(
         .await
         .expect("DEL");
     events.len() as f64 / elapsed.as_secs_f64()
+}
+
+/// CPU seconds used so far by this process (the workers run in it) and by
+/// the whole machine (every core's non-idle time), from Linux's `/proc`.
+struct Cpu {
+    process: f64,
+    machine: f64,
+}
+
+impl Cpu {
+    fn now() -> Option<Cpu> {
+        // Both files count in USER_HZ ticks, 100 per second on Linux.
+        const TICK: f64 = 0.01;
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // utime and stime are the 12th and 13th fields after the `(comm)`.
+        let after_comm = stat.rsplit_once(')')?.1;
+        let mut fields = after_comm.split_whitespace().skip(11);
+        let utime: f64 = fields.next()?.parse().ok()?;
+        let stime: f64 = fields.next()?.parse().ok()?;
+        let all = std::fs::read_to_string("/proc/stat").ok()?;
+        let cpu: Vec<f64> = all
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal …: busy is all but idle and iowait.
+        let busy: f64 = cpu.iter().take(8).sum::<f64>() - cpu.get(3)? - cpu.get(4)?;
+        Some(Cpu {
+            process: (utime + stime) * TICK,
+            machine: busy * TICK,
+        })
+    }
 }
 
 fn config(args: &[&str]) -> Config {

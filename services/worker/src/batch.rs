@@ -52,12 +52,12 @@ pub async fn process(state: &State, batch: Batch) {
     let mut ack: Vec<&str> = Vec::with_capacity(entries.len());
     let mut letters: Vec<DeadLetter<'_>> = Vec::new();
     // Decoded events, and the index of the entry each came from.
-    let mut decoded: Vec<(usize, EventRow)> = Vec::with_capacity(entries.len());
+    let mut decoded: Vec<(usize, EventRow<'_>)> = Vec::with_capacity(entries.len());
     for (i, entry) in entries.iter().enumerate() {
         if entry.deliveries > 1 {
             state.metrics.redeliveries.inc();
         }
-        if entry.fields.is_empty() {
+        if entry.is_deleted() {
             // Pending but deleted from the stream: nothing left to store.
             tracing::warn!(
                 stream,
@@ -76,7 +76,7 @@ pub async fn process(state: &State, batch: Batch) {
                 first_failure: started,
             });
         } else {
-            match stream_codec::decode(entry.field(FIELD_VERSION), entry.field(FIELD_EVENT)) {
+            match stream_codec::decode_ref(entry.field(FIELD_VERSION), entry.field(FIELD_EVENT)) {
                 Ok(event) => decoded.push((i, EventRow::new(event))),
                 Err(e) => letters.push(DeadLetter {
                     entry,
@@ -134,7 +134,7 @@ pub async fn process(state: &State, batch: Batch) {
         tracing::warn!(
             stream,
             id = entry.id,
-            request_id = rows[r].event.request_id.as_deref(),
+            request_id = rows[r].event.request_id,
             error,
             "event refused by PostgreSQL; dead-lettering it"
         );
@@ -198,7 +198,7 @@ pub async fn process(state: &State, batch: Batch) {
 async fn insert_bisecting(
     state: &State,
     heartbeat: &Heartbeat<'_>,
-    rows: &[EventRow],
+    rows: &[EventRow<'_>],
     kind: Rows,
 ) -> Vec<(usize, String)> {
     let mut refused = Vec::new();
@@ -241,7 +241,7 @@ async fn insert_bisecting(
 async fn insert_retrying(
     state: &State,
     heartbeat: &Heartbeat<'_>,
-    rows: &[EventRow],
+    rows: &[EventRow<'_>],
     kind: Rows,
 ) -> Result<u64, sqlx::Error> {
     let mut backoff = Backoff::new(state.config.retry_base, state.config.retry_max);

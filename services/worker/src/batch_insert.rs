@@ -143,7 +143,7 @@ pub struct Inserted {
 pub async fn insert(
     pool: &PgPool,
     method: InsertMethod,
-    rows: &[EventRow],
+    rows: &[EventRow<'_>],
 ) -> Result<u64, InsertError> {
     let mut tx = pool.begin().await?;
     failpoint::hit("before_insert");
@@ -162,7 +162,7 @@ pub async fn insert(
 pub async fn insert_fresh(
     pool: &PgPool,
     method: InsertMethod,
-    rows: &[EventRow],
+    rows: &[EventRow<'_>],
 ) -> Result<Inserted, InsertError> {
     match copy_fresh(pool, rows).await {
         Ok(()) => Ok(Inserted {
@@ -184,7 +184,7 @@ pub async fn insert_fresh(
 /// The fresh path: `COPY` into `events` and the rollup from the rows, one
 /// transaction. A unique violation comes back as is (the caller redoes the
 /// batch guarded); the transaction is rolled back when it is dropped.
-async fn copy_fresh(pool: &PgPool, rows: &[EventRow]) -> Result<(), sqlx::Error> {
+async fn copy_fresh(pool: &PgPool, rows: &[EventRow<'_>]) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     failpoint::hit("before_insert");
     let mut copy = tx.copy_in_raw(COPY_EVENTS).await?;
@@ -215,9 +215,7 @@ impl<'a> Rollup<'a> {
         let mut by_hour: BTreeMap<(&str, DateTime<Utc>), i64> = BTreeMap::new();
         for row in rows {
             let e = &row.event;
-            *by_hour
-                .entry((e.service.as_str(), hour_of(e.ts)))
-                .or_default() += 1;
+            *by_hour.entry((e.service, hour_of(e.ts))).or_default() += 1;
         }
         let mut rollup = Rollup {
             services: Vec::with_capacity(by_hour.len()),
@@ -241,7 +239,7 @@ fn hour_of(ts: DateTime<Utc>) -> DateTime<Utc> {
 
 async fn insert_copy(
     tx: &mut Transaction<'static, Postgres>,
-    rows: &[EventRow],
+    rows: &[EventRow<'_>],
 ) -> Result<i64, sqlx::Error> {
     sqlx::raw_sql(STAGING).execute(&mut **tx).await?;
     let mut copy = tx.copy_in_raw(COPY).await?;
@@ -254,7 +252,7 @@ async fn insert_copy(
 
 async fn insert_unnest(
     tx: &mut Transaction<'static, Postgres>,
-    rows: &[EventRow],
+    rows: &[EventRow<'_>],
 ) -> Result<i64, sqlx::Error> {
     let n = rows.len();
     let mut ids = Vec::with_capacity(n);
@@ -269,10 +267,10 @@ async fn insert_unnest(
         let e = &row.event;
         ids.push(e.id);
         keys.push(row.dedup_key);
-        event_ids.push(e.event_id.as_deref());
-        services.push(e.service.as_str());
-        messages.push(e.message.as_str());
-        metadata.push(e.metadata.as_deref());
+        event_ids.push(e.event_id);
+        services.push(e.service);
+        messages.push(e.message);
+        metadata.push(e.metadata);
         ts.push(e.ts);
         ingested.push(e.ingested_at);
     }
@@ -301,13 +299,13 @@ mod tests {
     #[test]
     fn rollup_counts_per_service_and_utc_hour_in_order() {
         use super::*;
-        use eventline_shared::EnrichedEvent;
-        let at = |service: &str, rfc3339: &str| {
+        use eventline_shared::EnrichedEventRef;
+        let at = |service: &'static str, rfc3339: &str| {
             let ts = DateTime::parse_from_rfc3339(rfc3339).unwrap().to_utc();
-            EventRow::new(EnrichedEvent {
+            EventRow::new(EnrichedEventRef {
                 id: uuid::Uuid::now_v7(),
-                service: service.into(),
-                message: "m".into(),
+                service,
+                message: "m",
                 ts,
                 ingested_at: ts,
                 event_id: None,

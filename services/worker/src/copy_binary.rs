@@ -6,21 +6,22 @@
 //! and [`COLUMNS`] names it, so the `COPY` statement and the buffer agree.
 
 use chrono::{DateTime, Utc};
-use eventline_shared::EnrichedEvent;
+use eventline_shared::EnrichedEventRef;
 use uuid::Uuid;
 
 /// The column list every `COPY` of [`encode`]'s output must use.
 pub const COLUMNS: &str = "id, dedup_key, event_id, service, message, metadata, ts, ingested_at";
 
-/// One event ready for the database: the decoded event and its dedup key.
-#[derive(Debug, Clone)]
-pub struct EventRow {
-    pub event: EnrichedEvent,
+/// One event ready for the database: the decoded event (borrowing the stream
+/// entry it was read from) and its dedup key.
+#[derive(Debug, Clone, Copy)]
+pub struct EventRow<'a> {
+    pub event: EnrichedEventRef<'a>,
     pub dedup_key: Uuid,
 }
 
-impl EventRow {
-    pub fn new(event: EnrichedEvent) -> Self {
+impl<'a> EventRow<'a> {
+    pub fn new(event: EnrichedEventRef<'a>) -> Self {
         let dedup_key = event.dedup_key();
         EventRow { event, dedup_key }
     }
@@ -45,10 +46,10 @@ pub fn encode(rows: &[EventRow]) -> Vec<u8> {
         buf.extend_from_slice(&FIELDS.to_be_bytes());
         uuid(&mut buf, e.id);
         uuid(&mut buf, row.dedup_key);
-        opt_text(&mut buf, e.event_id.as_deref());
-        text(&mut buf, &e.service);
-        text(&mut buf, &e.message);
-        match &e.metadata {
+        opt_text(&mut buf, e.event_id);
+        text(&mut buf, e.service);
+        text(&mut buf, e.message);
+        match e.metadata {
             Some(json) => {
                 len(&mut buf, json.len() + 1);
                 buf.push(JSONB_VERSION);
@@ -67,10 +68,10 @@ fn row_size(row: &EventRow) -> usize {
     let e = &row.event;
     2 + 8 * 4
         + 16 * 2
-        + e.event_id.as_ref().map_or(0, String::len)
+        + e.event_id.map_or(0, str::len)
         + e.service.len()
         + e.message.len()
-        + e.metadata.as_ref().map_or(0, |m| m.len() + 1)
+        + e.metadata.map_or(0, |m| m.len() + 1)
         + 8 * 2
 }
 
@@ -108,6 +109,7 @@ fn timestamp(buf: &mut Vec<u8>, t: DateTime<Utc>) {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use eventline_shared::EnrichedEvent;
 
     #[test]
     fn encodes_header_fields_and_trailer() {
@@ -121,7 +123,7 @@ mod tests {
             metadata: Some("{}".into()),
             request_id: None,
         };
-        let buf = encode(&[EventRow::new(event)]);
+        let buf = encode(&[EventRow::new(event.as_ref())]);
         assert!(buf.starts_with(SIGNATURE));
         assert!(buf.ends_with(&[0xff, 0xff]));
         let body = &buf[SIGNATURE.len() + 8..buf.len() - 2];
@@ -146,16 +148,19 @@ mod tests {
             SIGNATURE.len()
                 + 8
                 + 2
-                + row_size(&EventRow::new(EnrichedEvent {
-                    id: Uuid::from_u128(1),
-                    service: "s".into(),
-                    message: "m".into(),
-                    ts: Utc.timestamp_opt(0, 0).unwrap(),
-                    ingested_at: Utc.timestamp_opt(0, 0).unwrap(),
-                    event_id: None,
-                    metadata: Some("{}".into()),
-                    request_id: None,
-                }))
+                + row_size(&EventRow::new(
+                    EnrichedEvent {
+                        id: Uuid::from_u128(1),
+                        service: "s".into(),
+                        message: "m".into(),
+                        ts: Utc.timestamp_opt(0, 0).unwrap(),
+                        ingested_at: Utc.timestamp_opt(0, 0).unwrap(),
+                        event_id: None,
+                        metadata: Some("{}".into()),
+                        request_id: None,
+                    }
+                    .as_ref()
+                ))
         );
     }
 }

@@ -37,8 +37,8 @@ pub async fn send(
     let mut pipe = redis::pipe();
     for letter in letters {
         let cmd = pipe.cmd("XADD").arg(&dlq).arg("*");
-        for (field, value) in &letter.entry.fields {
-            cmd.arg(field.as_slice()).arg(value.as_slice());
+        for (field, value) in letter.entry.fields() {
+            cmd.arg(field).arg(value);
         }
         cmd.arg("reason")
             .arg(letter.reason.as_str())

@@ -31,15 +31,21 @@ pub async fn claim(state: &State, keys: &[(Uuid, &str)]) -> Result<Vec<Claim>, r
         return Ok(Vec::new());
     }
     let ttl = state.config.dedup_ttl.as_secs().max(1);
-    let mut pipe = redis::pipe();
+    // Sized up front: one allocation per command instead of a string and
+    // several regrowths (this runs for every event).
+    let mut pipe = redis::Pipeline::with_capacity(keys.len());
+    let mut name = String::with_capacity(64);
     for (key, id) in keys {
-        pipe.cmd("SET")
-            .arg(state.keys.dedup(*key))
+        state.keys.write_dedup(*key, &mut name);
+        let mut cmd = redis::Cmd::with_capacity(7, name.len() + id.len() + 32);
+        cmd.arg("SET")
+            .arg(&name)
             .arg(*id)
             .arg("NX")
             .arg("GET")
             .arg("EX")
             .arg(ttl);
+        pipe.add_command(cmd);
     }
     let mut conn = state.redis_conn().await?;
     let replies: Vec<Value> = pipe.query_async(&mut conn).await?;

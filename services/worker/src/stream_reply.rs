@@ -9,24 +9,47 @@
 use redis::Value;
 
 /// One stream entry, its fields as raw bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     /// The entry id (`<ms>-<seq>`), kept as Redis wrote it.
     pub id: String,
-    /// Field/value pairs in stream order; empty when the entry no longer exists.
-    pub fields: Vec<(Vec<u8>, Vec<u8>)>,
+    /// `field, value, field, value, …` in stream order, as the reply held them
+    /// (kept rather than copied into pairs: this runs for every event); empty
+    /// when the entry no longer exists.
+    flat: Vec<Value>,
     /// How often the group delivered it: 1 for a fresh read, looked up with
     /// `XPENDING` for claimed entries.
     pub deliveries: u64,
 }
 
 impl Entry {
+    /// Field/value pairs in stream order; fields whose name or value is not
+    /// a string are left out.
+    pub fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.flat
+            .chunks_exact(2)
+            .filter_map(|pair| Some((bytes_ref(&pair[0])?, bytes_ref(&pair[1])?)))
+    }
+
+    /// Whether the entry has no fields (it was deleted from the stream).
+    pub fn is_deleted(&self) -> bool {
+        self.fields().next().is_none()
+    }
+
     /// The value of field `name`, if present.
     pub fn field(&self, name: &str) -> Option<&[u8]> {
-        self.fields
-            .iter()
-            .find(|(k, _)| k.as_slice() == name.as_bytes())
-            .map(|(_, v)| v.as_slice())
+        self.fields()
+            .find(|(k, _)| *k == name.as_bytes())
+            .map(|(_, v)| v)
+    }
+}
+
+fn bytes_ref(value: &Value) -> Option<&[u8]> {
+    match value {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.as_bytes()),
+        Value::VerbatimString { text, .. } => Some(text.as_bytes()),
+        _ => None,
     }
 }
 
@@ -76,27 +99,15 @@ pub fn entries(command: &'static str, value: Value) -> Result<Vec<Entry>, ReplyE
             .next()
             .and_then(string)
             .ok_or_else(|| shape(command, "entry without an id"))?;
-        let fields = match pair.next() {
-            Some(Value::Array(flat)) => {
-                let mut fields = Vec::with_capacity(flat.len() / 2);
-                let mut flat = flat.into_iter();
-                while let (Some(k), Some(v)) = (flat.next(), flat.next()) {
-                    if let (Some(k), Some(v)) = (bytes(k), bytes(v)) {
-                        fields.push((k, v));
-                    }
-                }
-                fields
-            }
-            Some(Value::Map(map)) => map
-                .into_iter()
-                .filter_map(|(k, v)| Some((bytes(k)?, bytes(v)?)))
-                .collect(),
+        let flat = match pair.next() {
+            Some(Value::Array(flat)) => flat,
+            Some(Value::Map(map)) => map.into_iter().flat_map(|(k, v)| [k, v]).collect(),
             // A pending entry deleted from the stream reads as `[id, nil]`.
             _ => Vec::new(),
         };
         out.push(Entry {
             id,
-            fields,
+            flat,
             deliveries: 1,
         });
     }
@@ -224,7 +235,9 @@ mod tests {
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[0].field("v"), Some(&b"1"[..]));
         assert_eq!(entries[0].field("e"), Some(&b"x"[..]));
-        assert!(entries[1].fields.is_empty());
+        assert_eq!(entries[0].field("x"), None);
+        assert!(!entries[0].is_deleted());
+        assert!(entries[1].is_deleted());
         assert!(read_group(Value::Nil).unwrap().is_empty());
         assert!(read_group(Value::Int(3)).is_err());
     }

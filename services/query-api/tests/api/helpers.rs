@@ -168,7 +168,7 @@ impl TestApp {
 
 pub async fn store(pool: &sqlx::PgPool, events: &[EnrichedEvent]) {
     for chunk in events.chunks(5000) {
-        let rows: Vec<EventRow> = chunk.iter().cloned().map(EventRow::new).collect();
+        let rows: Vec<EventRow> = chunk.iter().map(|e| EventRow::new(e.as_ref())).collect();
         batch_insert::insert(pool, InsertMethod::Unnest, &rows)
             .await
             .expect("insert");

@@ -103,12 +103,11 @@ impl TestEnv {
             .unwrap()
             .into_iter()
             .map(|e| {
-                e.fields
-                    .into_iter()
+                e.fields()
                     .map(|(k, v)| {
                         (
-                            String::from_utf8_lossy(&k).into_owned(),
-                            String::from_utf8_lossy(&v).into_owned(),
+                            String::from_utf8_lossy(k).into_owned(),
+                            String::from_utf8_lossy(v).into_owned(),
                         )
                     })
                     .collect()
