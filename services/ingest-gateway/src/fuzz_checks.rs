@@ -6,9 +6,10 @@
 //! - the batch splitter returns for any bytes in both formats, never more
 //!   items than the limit, and each item validates without panicking;
 //! - the stream decoder returns for any payload, and what it decodes
-//!   re-encodes to an equal event.
+//!   re-encodes to an equal event; the worker's in-place decoder accepts
+//!   exactly the same payloads and reads the same event from them.
 
-use eventline_shared::stream_codec::{decode, encode};
+use eventline_shared::stream_codec::{decode, decode_ref, encode};
 use eventline_shared::validate::{EventLimits, parse_event, parse_event_str};
 
 use crate::batch;
@@ -40,6 +41,16 @@ pub fn batch_split(data: &[u8]) {
 }
 
 pub fn stream_decode(data: &[u8]) {
+    let in_place = decode_ref(Some(b"1"), Some(data));
+    match (decode(Some(b"1"), Some(data)), in_place) {
+        (Ok(event), Ok(borrowed)) => assert_eq!(borrowed, event.as_ref()),
+        (Err(_), Err(_)) => {}
+        (owned, borrowed) => panic!(
+            "the decoders disagree: owned {:?}, in place {:?}",
+            owned.map(|_| ()),
+            borrowed.map(|_| ())
+        ),
+    }
     if let Ok(event) = decode(Some(b"1"), Some(data)) {
         let Ok(bytes) = encode(&event) else {
             panic!("a decoded event does not encode");
