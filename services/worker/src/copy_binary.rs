@@ -143,24 +143,7 @@ mod tests {
         let jsonb = &body[body.len() - 24 - 7..body.len() - 24];
         assert_eq!(jsonb, &[0, 0, 0, 3, 1, b'{', b'}']);
         // The size estimate is exact, so the buffer never regrows.
-        assert_eq!(
-            buf.len(),
-            SIGNATURE.len()
-                + 8
-                + 2
-                + row_size(&EventRow::new(
-                    EnrichedEvent {
-                        id: Uuid::from_u128(1),
-                        service: "s".into(),
-                        message: "m".into(),
-                        ts: Utc.timestamp_opt(0, 0).unwrap(),
-                        ingested_at: Utc.timestamp_opt(0, 0).unwrap(),
-                        event_id: None,
-                        metadata: Some("{}".into()),
-                        request_id: None,
-                    }
-                    .as_ref()
-                ))
-        );
+        let row = EventRow::new(event.as_ref());
+        assert_eq!(buf.len(), SIGNATURE.len() + 8 + 2 + row_size(&row));
     }
 }
