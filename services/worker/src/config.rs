@@ -77,8 +77,10 @@ pub struct WorkerArgs {
     /// Lifetime of a dedup claim, in seconds (`SET dedup:{key} … NX EX`).
     #[arg(long, env = "DEDUP_TTL_SECONDS", value_name = "DEDUP_TTL_SECONDS", default_value = "600", value_parser = parse_seconds)]
     pub dedup_ttl: Duration,
-    /// How often (milliseconds) to trim the streams and refresh the stream gauges.
-    #[arg(long, env = "TRIM_INTERVAL_MS", value_name = "TRIM_INTERVAL_MS", default_value = "10000", value_parser = parse_millis)]
+    /// How often (milliseconds) to trim the streams and refresh the stream
+    /// gauges. Each trim blocks Redis while it frees what it removes, so often
+    /// and small beats rare and large (ADR 0011).
+    #[arg(long, env = "TRIM_INTERVAL_MS", value_name = "TRIM_INTERVAL_MS", default_value = "1000", value_parser = parse_millis)]
     pub trim_interval: Duration,
     /// How batches are written to PostgreSQL (unnest was as fast at 5000 rows and
     /// faster at 2000; copy stays to repeat the measurement, see ADR 0010).
