@@ -1,7 +1,8 @@
 //! The read loop of one stream shard (steps 1 and 7): claim idle entries of
 //! dead consumers every `CLAIM_INTERVAL_MS`, otherwise `XREADGROUP` new ones
 //! until the batch holds `BATCH_SIZE` entries or `FLUSH_INTERVAL_MS` passed
-//! since its first entry, then hand the batch to a task of its own.
+//! since its first entry (pausing between reads while it fills), then hand
+//! the batch to a task of its own.
 //!
 //! At most `MAX_IN_FLIGHT_BATCHES` batches per shard are in flight: reading
 //! the next batch overlaps the insert of the previous one, and when the
@@ -30,6 +31,13 @@ use crate::{State, create_group};
 
 /// The longest single `XREADGROUP … BLOCK`.
 pub const MAX_BLOCK: Duration = Duration::from_secs(1);
+
+/// How long a partly filled batch waits between reads: a quarter of
+/// `FLUSH_INTERVAL`, so a batch that fills early is noticed within a quarter
+/// of the interval.
+fn gather_pause(flush_interval: Duration) -> Duration {
+    flush_interval / 4
+}
 
 #[derive(Debug, thiserror::Error)]
 enum ReadError {
@@ -129,11 +137,18 @@ impl Reader<'_> {
             }
         }
         let batch_size = state.config.batch_size as usize;
+        let gather = gather_pause(state.config.flush_interval);
         let mut batch: Vec<Entry> = Vec::new();
         let mut deadline: Option<Instant> = None;
+        let mut last_read_done = false;
         loop {
             let now = Instant::now();
             let block = match deadline {
+                // What arrived during the last pause, without waiting for more.
+                Some(d) if d <= now && !last_read_done => {
+                    last_read_done = true;
+                    Duration::from_millis(1)
+                }
                 Some(d) if d <= now => break,
                 Some(d) => d - now,
                 None => MAX_BLOCK.min(self.next_claim.saturating_duration_since(now)),
@@ -148,6 +163,17 @@ impl Reader<'_> {
                     && (shutdown.is_cancelled() || Instant::now() >= self.next_claim))
             {
                 break;
+            }
+            // A partial batch means the stream is read to its end: a blocking
+            // read now would return with the next single XADD. Let entries
+            // gather instead, so a batch takes a few reads, not one per
+            // event at moderate rates (each read, and each XADD that wakes a
+            // blocked reader, costs Redis time; ADR 0011).
+            if let Some(d) = deadline {
+                let now = Instant::now();
+                if d > now {
+                    tokio::time::sleep(gather.min(d - now)).await;
+                }
             }
         }
         Ok(batch)
