@@ -10,7 +10,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -97,7 +97,12 @@ impl Cursor {
         URL_SAFE_NO_PAD.encode(buf)
     }
 
-    /// `None` for anything that is not a cursor this version wrote.
+    /// `None` for anything that is not a cursor this version wrote. The
+    /// cursor is not signed, so its times are held to what `from` and `to`
+    /// can express (years 1–9999): the page arithmetic on them (a
+    /// microsecond past the position, an hour before the window) and
+    /// PostgreSQL's `timestamptz` then stay in range whatever a client
+    /// writes into one.
     pub fn decode(text: &str) -> Option<Self> {
         if text.len() > 128 {
             return None;
@@ -113,7 +118,7 @@ impl Cursor {
         };
         let micros = |at: usize| -> Option<DateTime<Utc>> {
             let raw = i64::from_be_bytes(bytes[at..at + 8].try_into().ok()?);
-            DateTime::from_timestamp_micros(raw)
+            DateTime::from_timestamp_micros(raw).filter(|t| (1..=9999).contains(&t.year()))
         };
         let ts = micros(2)?;
         let id = Uuid::from_slice(&bytes[10..26]).ok()?;
@@ -133,10 +138,9 @@ impl Cursor {
 mod tests {
     use super::*;
 
-    #[test]
-    fn round_trips_and_refuses_garbage() {
-        let cursor = Cursor {
-            order: Order::Asc,
+    fn sample(order: Order) -> Cursor {
+        Cursor {
+            order,
             position: Position {
                 ts: DateTime::from_timestamp_micros(1_764_000_000_123_000).unwrap(),
                 id: Uuid::now_v7(),
@@ -146,7 +150,12 @@ mod tests {
                 to: DateTime::from_timestamp_micros(1_765_000_000_000_000).unwrap(),
             },
             fingerprint: Fingerprint::of(&["a", "b"]),
-        };
+        }
+    }
+
+    #[test]
+    fn round_trips_and_refuses_garbage() {
+        let cursor = sample(Order::Asc);
         let text = cursor.encode();
         assert_eq!(Cursor::decode(&text), Some(cursor));
         assert_eq!(Cursor::decode(""), None);
@@ -155,6 +164,35 @@ mod tests {
         let mut other_version = URL_SAFE_NO_PAD.decode(&text).unwrap();
         other_version[0] = 9;
         assert_eq!(Cursor::decode(&URL_SAFE_NO_PAD.encode(other_version)), None);
+    }
+
+    #[test]
+    fn refuses_times_outside_the_years_a_query_can_name() {
+        let cursor = sample(Order::Desc);
+        let bytes = URL_SAFE_NO_PAD.decode(cursor.encode()).unwrap();
+        // position ts, window from, window to
+        for at in [2, 26, 34] {
+            for forged in [
+                DateTime::<Utc>::MAX_UTC.timestamp_micros(),
+                DateTime::<Utc>::MIN_UTC.timestamp_micros(),
+                i64::MAX,
+                i64::MIN,
+                // 10000-01-01T00:00:00Z
+                253_402_300_800_000_000,
+            ] {
+                let mut b = bytes.clone();
+                b[at..at + 8].copy_from_slice(&forged.to_be_bytes());
+                assert_eq!(
+                    Cursor::decode(&URL_SAFE_NO_PAD.encode(&b)),
+                    None,
+                    "{at} {forged}"
+                );
+            }
+        }
+        assert_eq!(
+            Cursor::decode(&URL_SAFE_NO_PAD.encode(&bytes)),
+            Some(cursor)
+        );
     }
 
     #[test]
