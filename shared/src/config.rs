@@ -100,6 +100,24 @@ pub fn parse_seconds(s: &str) -> Result<Duration, String> {
         .map_err(|_| format!("expected a whole number of seconds, got {s:?}"))
 }
 
+/// Parses a whole number of milliseconds, at least 1: for periods, TTLs and
+/// timeouts, where 0 would mean a busy loop, a panicking timer or a call
+/// that always times out.
+pub fn parse_positive_millis(s: &str) -> Result<Duration, String> {
+    match parse_millis(s)? {
+        Duration::ZERO => Err("must be at least 1 millisecond".to_owned()),
+        d => Ok(d),
+    }
+}
+
+/// Parses a whole number of seconds, at least 1 (see [`parse_positive_millis`]).
+pub fn parse_positive_seconds(s: &str) -> Result<Duration, String> {
+    match parse_seconds(s)? {
+        Duration::ZERO => Err("must be at least 1 second".to_owned()),
+        d => Ok(d),
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct RedisArgs {
     /// Redis URL, `redis://[user:password@]host:port[/db]`.
@@ -116,7 +134,7 @@ pub struct RedisArgs {
     pub redis_pool_size: u32,
     /// Longest wait for any one Redis call, in milliseconds: a frozen Redis
     /// answers nothing, and callers must not hang with it.
-    #[arg(long, env = "REDIS_TIMEOUT_MS", value_name = "REDIS_TIMEOUT_MS", default_value = "1000", value_parser = parse_millis)]
+    #[arg(long, env = "REDIS_TIMEOUT_MS", value_name = "REDIS_TIMEOUT_MS", default_value = "1000", value_parser = parse_positive_millis)]
     pub redis_timeout: Duration,
     /// Prefix of every key eventline writes (`events:{0}` becomes
     /// `<prefix>events:{0}`), to share one Redis between deployments or tests.
@@ -158,7 +176,7 @@ pub struct AuthArgs {
     pub key_pepper: Option<crate::api_key::KeyPepper>,
     /// How often the key table is reloaded, in seconds: a new or revoked key
     /// takes effect within this time.
-    #[arg(long, env = "KEY_CACHE_TTL_SECONDS", value_name = "KEY_CACHE_TTL_SECONDS", default_value = "10", value_parser = parse_seconds)]
+    #[arg(long, env = "KEY_CACHE_TTL_SECONDS", value_name = "KEY_CACHE_TTL_SECONDS", default_value = "10", value_parser = parse_positive_seconds)]
     pub key_cache_ttl: Duration,
 }
 
@@ -240,5 +258,22 @@ mod tests {
         assert!(err.to_string().contains("DB_ACQUIRE_TIMEOUT_MS"), "{err}");
         let ok = Probe::try_parse_from(["probe"]).unwrap();
         assert_eq!(ok.redis.redis_timeout, Duration::from_millis(1000));
+    }
+
+    #[test]
+    fn periods_and_timeouts_refuse_zero() {
+        let err = Probe::try_parse_from(["probe", "--redis-timeout", "0"]).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("REDIS_TIMEOUT_MS") && text.contains("at least 1"),
+            "{text}"
+        );
+        assert_eq!(
+            parse_positive_seconds("0"),
+            Err("must be at least 1 second".into())
+        );
+        assert_eq!(parse_positive_seconds("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_positive_millis("1"), Ok(Duration::from_millis(1)));
+        assert!(parse_positive_millis("-1").is_err());
     }
 }

@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use eventline_shared::config::{AuthArgs, DatabaseArgs, RedisArgs, TelemetryArgs, parse_millis};
+use eventline_shared::config::{
+    AuthArgs, DatabaseArgs, RedisArgs, TelemetryArgs, parse_millis, parse_positive_millis,
+};
 use eventline_shared::server::ListenArgs;
 use eventline_shared::validate::EventLimits;
 
@@ -74,7 +76,7 @@ pub struct StreamArgs {
     #[arg(long, env = "STREAM_HIGH_WATER", default_value_t = 1_000_000)]
     pub stream_high_water: u64,
     /// How often the stream length is refreshed, in milliseconds.
-    #[arg(long, env = "STREAM_LENGTH_REFRESH_MS", value_name = "STREAM_LENGTH_REFRESH_MS", default_value = "250", value_parser = parse_millis)]
+    #[arg(long, env = "STREAM_LENGTH_REFRESH_MS", value_name = "STREAM_LENGTH_REFRESH_MS", default_value = "250", value_parser = parse_positive_millis)]
     pub stream_length_refresh: Duration,
     /// Consecutive Redis failures that open the circuit breaker.
     #[arg(long, env = "BREAKER_FAILURES", default_value_t = 5)]
@@ -127,7 +129,7 @@ pub struct RateLimitArgs {
     #[arg(long, env = "AUTH_FAILURE_COST", default_value_t = 1000)]
     pub auth_failure_cost: u64,
     /// How often local buckets are reconciled with Redis, in milliseconds.
-    #[arg(long = "rate-limit-sync", env = "RATE_LIMIT_SYNC_MS", value_name = "RATE_LIMIT_SYNC_MS", default_value = "100", value_parser = parse_millis)]
+    #[arg(long = "rate-limit-sync", env = "RATE_LIMIT_SYNC_MS", value_name = "RATE_LIMIT_SYNC_MS", default_value = "100", value_parser = parse_positive_millis)]
     pub sync_interval: Duration,
 }
 

@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use eventline_shared::config::{AuthArgs, DatabaseArgs, RedisArgs, TelemetryArgs, parse_millis};
+use eventline_shared::config::{
+    AuthArgs, DatabaseArgs, RedisArgs, TelemetryArgs, parse_millis, parse_positive_millis,
+};
 use eventline_shared::server::ListenArgs;
 
 pub const DEFAULT_ADDR: SocketAddr =
@@ -46,7 +48,7 @@ pub struct QueryArgs {
     pub stats_cache: Duration,
     /// How often the retention job's last success is read from
     /// `maintenance_runs` into a metric, in seconds.
-    #[arg(long, env = "RETENTION_WATCH_SECONDS", value_name = "RETENTION_WATCH_SECONDS", default_value = "30", value_parser = eventline_shared::config::parse_seconds)]
+    #[arg(long, env = "RETENTION_WATCH_SECONDS", value_name = "RETENTION_WATCH_SECONDS", default_value = "30", value_parser = eventline_shared::config::parse_positive_seconds)]
     pub retention_watch: Duration,
     /// Most rows `page`/`pageSize` may skip (an OFFSET): beyond it, clients
     /// must follow `next_cursor`.
@@ -59,7 +61,7 @@ pub struct QueryArgs {
     #[arg(long, env = "MAX_TAILS", default_value_t = 64)]
     pub max_tails: usize,
     /// Interval of the SSE heartbeat comment, in milliseconds.
-    #[arg(long, env = "TAIL_HEARTBEAT_MS", value_name = "TAIL_HEARTBEAT_MS", default_value = "15000", value_parser = parse_millis)]
+    #[arg(long, env = "TAIL_HEARTBEAT_MS", value_name = "TAIL_HEARTBEAT_MS", default_value = "15000", value_parser = parse_positive_millis)]
     pub tail_heartbeat: Duration,
     /// Most dead letters one `POST /v1/dlq/replay` with `"all": true` replays.
     #[arg(long, env = "MAX_REPLAY", default_value_t = 10_000)]

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, ValueEnum};
 use eventline_shared::config::{
-    DatabaseArgs, RedisArgs, TelemetryArgs, parse_millis, parse_seconds,
+    DatabaseArgs, RedisArgs, TelemetryArgs, parse_millis, parse_positive_millis,
+    parse_positive_seconds,
 };
 use eventline_shared::server::ListenArgs;
 
@@ -69,18 +70,18 @@ pub struct WorkerArgs {
     pub max_deliveries: u64,
     /// Entries pending this long (milliseconds) on any consumer are claimed by
     /// this one; keep it well above the slowest batch.
-    #[arg(long, env = "CLAIM_IDLE_MS", value_name = "CLAIM_IDLE_MS", default_value = "60000", value_parser = parse_millis)]
+    #[arg(long, env = "CLAIM_IDLE_MS", value_name = "CLAIM_IDLE_MS", default_value = "60000", value_parser = parse_positive_millis)]
     pub claim_idle: Duration,
     /// How often (milliseconds) to look for entries to claim.
     #[arg(long, env = "CLAIM_INTERVAL_MS", value_name = "CLAIM_INTERVAL_MS", default_value = "5000", value_parser = parse_millis)]
     pub claim_interval: Duration,
     /// Lifetime of a dedup claim, in seconds (`SET dedup:{key} … NX EX`).
-    #[arg(long, env = "DEDUP_TTL_SECONDS", value_name = "DEDUP_TTL_SECONDS", default_value = "600", value_parser = parse_seconds)]
+    #[arg(long, env = "DEDUP_TTL_SECONDS", value_name = "DEDUP_TTL_SECONDS", default_value = "600", value_parser = parse_positive_seconds)]
     pub dedup_ttl: Duration,
     /// How often (milliseconds) to trim the streams and refresh the stream
     /// gauges. Each trim blocks Redis while it frees what it removes, so often
     /// and small beats rare and large (ADR 0011).
-    #[arg(long, env = "TRIM_INTERVAL_MS", value_name = "TRIM_INTERVAL_MS", default_value = "1000", value_parser = parse_millis)]
+    #[arg(long, env = "TRIM_INTERVAL_MS", value_name = "TRIM_INTERVAL_MS", default_value = "1000", value_parser = parse_positive_millis)]
     pub trim_interval: Duration,
     /// How batches are written to PostgreSQL (unnest was as fast at 5000 rows and
     /// faster at 2000; copy stays to repeat the measurement, see ADR 0010).
