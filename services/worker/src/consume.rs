@@ -150,10 +150,22 @@ impl Reader<'_> {
                     Duration::from_millis(1)
                 }
                 Some(d) if d <= now => break,
-                Some(d) => d - now,
+                Some(d) => MAX_BLOCK.min(d - now),
                 None => MAX_BLOCK.min(self.next_claim.saturating_duration_since(now)),
             };
-            let mut entries = self.read(batch_size - batch.len(), block).await?;
+            let mut entries = match self.read(batch_size - batch.len(), block).await {
+                Ok(entries) => entries,
+                // The entries gathered so far are delivered to us: process
+                // them now rather than leave them pending until a claim.
+                // The next read, on a fresh connection, meets the error
+                // again if it lasts, and backs off.
+                Err(e) if !batch.is_empty() => {
+                    tracing::warn!(stream = self.stream, error = %e, entries = batch.len(), "read failed; processing the entries already read");
+                    self.conn = None;
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
             if batch.is_empty() && !entries.is_empty() {
                 deadline = Some(Instant::now() + state.config.flush_interval);
             }

@@ -104,3 +104,55 @@ async fn start_up_creates_partitions_and_health_reports_the_stream() {
     assert!(metrics.contains("eventline_worker_dead_lettered_total{reason=\"decode\"} 0"));
     w.stop().await;
 }
+
+/// A read that fails while a batch is half gathered: the entries already
+/// read are delivered to this consumer, so they are processed at once
+/// instead of waiting, pending, for a claim after `CLAIM_IDLE`.
+#[tokio::test]
+async fn a_read_error_mid_batch_still_processes_the_entries_already_read() {
+    use eventline_shared::config::SecretUrl;
+    use eventline_shared::testkit::servers::LocalRedis;
+
+    let redis = LocalRedis::start("everysec").expect("a private Redis starts");
+    let mut env = TestEnv::new().await;
+    env.redis.redis_url = SecretUrl::for_tests(&redis.url());
+    env.conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    // A batch gathers for up to 8 s, pausing 2 s between reads; nothing is
+    // claimed for two minutes.
+    let w = InProcess::start(env.config(&[
+        "--batch-size",
+        "1000",
+        "--flush-interval",
+        "8000",
+        "--claim-idle",
+        "120000",
+    ]))
+    .await;
+    let events = events(10);
+    env.add(&events).await;
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            env.stats().await.pending == 10
+        })
+        .await,
+        "the worker never read the entries"
+    );
+    // Every connection but ours drops while the worker pauses between reads.
+    let _: redis::Value = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .arg("SKIPME")
+        .arg("yes")
+        .query_async(&mut env.conn.clone())
+        .await
+        .unwrap();
+    env.wait_drained(Duration::from_secs(30)).await;
+    assert_exactly_once(&env.db.pool, &events).await;
+    assert_eq!(w.metric(worker::metrics::CLAIMED, None), 0.0);
+    w.stop().await;
+}
