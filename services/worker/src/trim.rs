@@ -150,7 +150,12 @@ pub async fn run(state: std::sync::Arc<State>, shutdown: CancellationToken) {
                 Ok(s) => {
                     length += s.length;
                     pending += s.pending;
-                    lag += s.lag.unwrap_or(0);
+                    // When Redis cannot tell (its counters after a restart
+                    // from the AOF, `stream_stats::corrected_lag`), the
+                    // upper bound: every entry neither pending nor yet
+                    // trimmed. Counting it as 0 would blind the lag alert
+                    // exactly then.
+                    lag += s.lag.unwrap_or(s.length.saturating_sub(s.pending));
                 }
                 Err(e) => tracing::warn!(stream, error = %e, "cannot read stream stats"),
             }
