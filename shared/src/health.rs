@@ -37,6 +37,9 @@ struct Inner {
     shutdown: CancellationToken,
     redis: Option<deadpool_redis::Pool>,
     postgres: Option<PgPool>,
+    /// Whether `/health/ready` waits for PostgreSQL (see
+    /// [`Health::with_optional_postgres`]).
+    postgres_gates_readiness: bool,
     check_timeout: Duration,
     details: Option<DetailsFn>,
 }
@@ -59,6 +62,7 @@ impl Health {
                 shutdown,
                 redis: None,
                 postgres: None,
+                postgres_gates_readiness: false,
                 check_timeout: Duration::from_secs(2),
                 details: None,
             }),
@@ -74,6 +78,7 @@ impl Health {
                 shutdown: shared.shutdown.clone(),
                 redis: shared.redis.clone(),
                 postgres: shared.postgres.clone(),
+                postgres_gates_readiness: shared.postgres_gates_readiness,
                 check_timeout: shared.check_timeout,
                 details: shared.details.clone(),
             },
@@ -89,7 +94,22 @@ impl Health {
     }
 
     pub fn with_postgres(self, pool: PgPool) -> Self {
-        self.with(|i| i.postgres = Some(pool))
+        self.with(|i| {
+            i.postgres = Some(pool);
+            i.postgres_gates_readiness = true;
+        })
+    }
+
+    /// PostgreSQL for a service that keeps working without it (the
+    /// gateway: its API keys are cached, its events go to Redis): checked
+    /// and shown by `/health/detailed` and `/health/database`, but
+    /// `/health/ready` does not wait for it, so a database outage does not
+    /// take every gateway out of its load balancer.
+    pub fn with_optional_postgres(self, pool: PgPool) -> Self {
+        self.with(|i| {
+            i.postgres = Some(pool);
+            i.postgres_gates_readiness = false;
+        })
     }
 
     pub fn with_check_timeout(self, timeout: Duration) -> Self {
@@ -179,7 +199,9 @@ async fn ready(State(health): State<Health>) -> Response {
             .into_response();
     }
     let checks = health.check().await;
-    let ok = checks.iter().all(|c| c.ok);
+    let ok = checks
+        .iter()
+        .all(|c| c.ok || (c.name == "postgres" && !health.inner.postgres_gates_readiness));
     let status = if ok {
         StatusCode::OK
     } else {

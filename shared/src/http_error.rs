@@ -46,6 +46,29 @@ pub fn error_response(
     response
 }
 
+/// The fallback for paths no route matches: 404 in the JSON shape.
+pub async fn no_route() -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        "no_route",
+        "no such route",
+        None,
+        None,
+    )
+}
+
+/// The fallback for a known path asked with a method it does not serve:
+/// 405 in the JSON shape (axum adds the `Allow` header).
+pub async fn method_not_allowed() -> Response {
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not serve that method; see the Allow header",
+        None,
+        None,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,6 +35,8 @@ pub mod schema;
 pub mod server;
 pub mod shutdown;
 pub mod stream_codec;
+pub mod stream_reply;
+pub mod stream_stats;
 pub mod telemetry;
 pub mod validate;
 

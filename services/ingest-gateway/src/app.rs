@@ -18,6 +18,7 @@ use chrono::Utc;
 use eventline_shared::EnrichedEvent;
 use eventline_shared::api_key::{Authenticated, Scope};
 use eventline_shared::health::Health;
+use eventline_shared::http_error;
 use eventline_shared::key_store::{KeyStore, presented_key};
 use eventline_shared::request_id::{self, RequestId};
 use eventline_shared::validate::{self, EventLimits};
@@ -51,8 +52,8 @@ pub struct AppState {
 
 type Shared = Arc<AppState>;
 
-/// The full router: ingest routes, `/health/buffer`, and the shared health
-/// and metrics routes.
+/// The full router: ingest routes, `/health/buffer`, the shared health
+/// and metrics routes, and JSON 404 and 405 answers for everything else.
 pub fn router(state: Shared, health: &Health) -> Router {
     let ingest = Router::new()
         .route("/v1/events", post(ingest_one))
@@ -63,6 +64,8 @@ pub fn router(state: Shared, health: &Health) -> Router {
         .with_state(state);
     ingest
         .merge(health.router())
+        .fallback(http_error::no_route)
+        .method_not_allowed_fallback(http_error::method_not_allowed)
         .layer(middleware::from_fn(request_id::layer))
 }
 

@@ -67,7 +67,8 @@ impl Backlog {
         self.refresh.max(Duration::from_secs(1))
     }
 
-    /// Reads the lengths once.
+    /// Reads every shard's length and the dead-letter stream's, in one
+    /// pipelined round trip.
     pub async fn refresh_once(
         &self,
         pool: &deadpool_redis::Pool,
@@ -78,17 +79,22 @@ impl Backlog {
         for shard in 0..self.lengths.len() as u32 {
             pipe.cmd("XLEN").arg(keys.stream(shard));
         }
-        let lengths: Vec<u64> = pipe
+        pipe.cmd("XLEN").arg(keys.dlq());
+        let mut lengths: Vec<u64> = pipe
             .query_async(&mut conn)
             .await
             .map_err(|e| e.to_string())?;
+        let dead_letters = lengths
+            .pop()
+            .ok_or_else(|| "XLEN pipeline answered nothing".to_owned())?;
         for (slot, len) in self.lengths.iter().zip(lengths) {
             slot.store(len, Ordering::Relaxed);
         }
+        self.dead_letters.store(dead_letters, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Refreshes until `shutdown`, reporting Redis health to the breaker.
+    /// Refreshes until `shutdown`, reporting failed reads to the breaker.
     pub async fn run(
         self: Arc<Self>,
         pool: deadpool_redis::Pool,
@@ -106,14 +112,20 @@ impl Backlog {
             }
             match self.refresh_once(&pool, &keys).await {
                 Ok(()) => {
-                    breaker.success();
                     for (shard, len) in self.lengths().into_iter().enumerate() {
                         metrics
                             .stream_length
                             .with_label_values(&[&shard.to_string()])
                             .set(len as i64);
                     }
+                    metrics
+                        .dead_letters
+                        .set(i64::try_from(self.dead_letters()).unwrap_or(i64::MAX));
                 }
+                // A failed read is evidence that Redis is unreachable; a
+                // successful one is not evidence that it takes writes (a full
+                // Redis with `noeviction` answers XLEN and refuses XADD), so
+                // only the XADDs themselves close the breaker.
                 Err(error) => {
                     breaker.failure();
                     tracing::warn!(%error, "cannot read the stream length");

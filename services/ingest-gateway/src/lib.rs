@@ -30,9 +30,10 @@ use std::sync::Arc;
 use eventline_shared::health::Health;
 use eventline_shared::key_store::KeyStore;
 use eventline_shared::pg_pool::{self, PgSetupError};
-use eventline_shared::redis_keys::RedisKeys;
+use eventline_shared::redis_keys::{CONSUMER_GROUP, RedisKeys};
 use eventline_shared::redis_pool::{self, RedisSetupError};
 use eventline_shared::shutdown;
+use eventline_shared::stream_stats;
 use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -98,11 +99,11 @@ impl Gateway {
         .map_err(StartError::Publish)?;
 
         let tasks = TaskTracker::new();
-        let key_store = match (&config.auth.auth_required, &config.auth.key_pepper) {
+        let (key_store, key_db) = match (&config.auth.auth_required, &config.auth.key_pepper) {
             (true, Some(pepper)) => {
                 let db = pg_pool::connect(&config.database, "ingest-gateway").await?;
                 let store = Arc::new(
-                    KeyStore::load(db, pepper.clone())
+                    KeyStore::load(db.clone(), pepper.clone())
                         .await
                         .map_err(StartError::Keys)?,
                 );
@@ -111,11 +112,11 @@ impl Gateway {
                         .clone()
                         .run(config.auth.key_cache_ttl, shutdown.clone()),
                 );
-                Some(store)
+                (Some(store), Some(db))
             }
             _ => {
                 tracing::warn!("AUTH_REQUIRED=false: anyone who can reach this gateway can ingest");
-                None
+                (None, None)
             }
         };
 
@@ -142,6 +143,7 @@ impl Gateway {
             Rate::new(rl.key_per_second, rl.key_burst),
             Rate::new(rl.ip_per_second, rl.ip_burst),
         ));
+        let details_keys = keys.clone();
         tasks.spawn(rate_limiter.clone().run(
             pool.clone(),
             keys,
@@ -162,18 +164,31 @@ impl Gateway {
         });
         let details_backlog = backlog;
         let details_breaker = breaker;
-        let health = Health::new("ingest-gateway", registry, shutdown)
-            .with_redis(pool)
-            .with_details(Arc::new(move || {
-                let body = serde_json::json!({
-                    "stream_lengths": details_backlog.lengths(),
-                    "stream_high_water": details_backlog.high_water(),
-                    "dead_letters": details_backlog.dead_letters(),
-                    "over_high_water": details_backlog.is_over(),
-                    "redis_breaker": details_breaker.state().as_str(),
-                });
-                Box::pin(async move { body })
-            }));
+        let details_pool = pool.clone();
+        let shards = config.stream.stream_shards;
+        let mut health = Health::new("ingest-gateway", registry, shutdown).with_redis(pool);
+        if let Some(db) = key_db {
+            health = health.with_optional_postgres(db);
+        }
+        // What an operator looks at first: besides the gateway's own
+        // figures, each shard's length, pending entries and lag for the
+        // workers' group, read when asked.
+        let health = health.with_details(Arc::new(move || {
+            let mut body = serde_json::json!({
+                "stream_lengths": details_backlog.lengths(),
+                "stream_high_water": details_backlog.high_water(),
+                "dead_letters": details_backlog.dead_letters(),
+                "over_high_water": details_backlog.is_over(),
+                "redis_breaker": details_breaker.state().as_str(),
+            });
+            let pool = details_pool.clone();
+            let keys = details_keys.clone();
+            Box::pin(async move {
+                body["streams"] =
+                    stream_stats::shards_json(&pool, &keys, shards, CONSUMER_GROUP).await;
+                body
+            })
+        }));
         Ok(Self {
             router: app::router(state, &health),
             metrics,

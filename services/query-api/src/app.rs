@@ -148,7 +148,7 @@ pub fn routes() -> Vec<ApiRoute> {
 }
 
 /// The full router: the route table, the shared health and metrics routes,
-/// a JSON 404 for everything else.
+/// a JSON 404 for unknown paths and a JSON 405 for unserved methods.
 pub fn router(state: Shared, health: &Health) -> Router {
     let mut api = Router::new();
     for ApiRoute {
@@ -171,6 +171,7 @@ pub fn router(state: Shared, health: &Health) -> Router {
         .with_state(state)
         .merge(health.router())
         .fallback(no_route)
+        .method_not_allowed_fallback(eventline_shared::http_error::method_not_allowed)
         .layer(middleware::from_fn(request_id::layer))
 }
 

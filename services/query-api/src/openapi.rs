@@ -274,7 +274,7 @@ fn build() -> Value {
             "/health/ready": { "get": health_op("Dependencies answer and the service is not shutting down.", &both, both_servers.clone()) },
             "/health/detailed": { "get": health_op("Every dependency's status and latency, and the service's own figures.", &both, both_servers.clone()) },
             "/metrics": { "get": health_op("Prometheus text format.", &both, both_servers.clone()) },
-            "/health/database": { "get": health_op("PostgreSQL's status and the pool.", &[QUERY_API], query_server()) },
+            "/health/database": { "get": health_op("PostgreSQL's status and the pool. The gateway answers it too when it checks API keys (`AUTH_REQUIRED`), without making readiness wait for PostgreSQL.", &[QUERY_API], query_server()) },
             "/health/business": { "get": health_op("Pipeline figures without service names: recent throughput, dead letters, the retention job's last success.", &[QUERY_API], query_server()) },
             "/health/buffer": { "get": health_op("Stream depth against the high-water mark; 503 when over.", &[INGEST_GATEWAY], gateway_server()) },
             "/openapi.json": { "get": {

@@ -26,9 +26,11 @@ pub mod dedup;
 pub mod failpoint;
 pub mod metrics;
 pub mod retry;
-pub mod stream_reply;
-pub mod stream_stats;
 pub mod trim;
+
+/// Stream replies and the group's view of the streams, shared with the
+/// gateway's `/health/detailed` and the load tests.
+pub use eventline_shared::{stream_reply, stream_stats};
 
 use std::sync::Arc;
 
@@ -200,7 +202,10 @@ pub async fn run(
         .with_details(details(state.clone()));
     let server = tokio::spawn(server::serve(
         listener,
-        health.router(),
+        health
+            .router()
+            .fallback(eventline_shared::http_error::no_route)
+            .method_not_allowed_fallback(eventline_shared::http_error::method_not_allowed),
         shutdown.clone(),
         grace,
     ));
@@ -233,18 +238,13 @@ fn details(state: Arc<State>) -> DetailsFn {
     Arc::new(move || {
         let state = state.clone();
         Box::pin(async move {
-            let mut shards = Vec::new();
-            for shard in 0..state.config.stream_shards {
-                let stream = state.keys.stream(shard);
-                let stats = async {
-                    let mut conn = state.redis_conn().await?;
-                    stream_stats::shard_stats(&mut conn, &stream, CONSUMER_GROUP).await
-                };
-                shards.push(match stats.await {
-                    Ok(s) => json!(s),
-                    Err(e) => json!({ "stream": stream, "error": e.to_string() }),
-                });
-            }
+            let shards = stream_stats::shards_json(
+                &state.redis,
+                &state.keys,
+                state.config.stream_shards,
+                CONSUMER_GROUP,
+            )
+            .await;
             json!({
                 "consumer": state.consumer,
                 "group": CONSUMER_GROUP,

@@ -1,4 +1,5 @@
-//! Redis down, frozen or refusing writes; slow and excessive clients.
+//! Redis down, frozen or refusing writes; PostgreSQL down; slow and
+//! excessive clients.
 
 use std::time::{Duration, Instant};
 
@@ -187,5 +188,81 @@ async fn shutdown_drains_and_readiness_turns_503() {
     assert!(
         TcpStream::connect(gw.addr).await.is_err(),
         "no longer listening"
+    );
+}
+
+/// The gateway needs PostgreSQL only for its API keys, which it caches: with
+/// the database down it keeps accepting events with known keys and stays
+/// ready; `/health/database` and `/health/detailed` show the outage.
+#[tokio::test]
+async fn postgres_down_leaves_the_gateway_ready_and_ingesting() {
+    use eventline_shared::api_key::{self, KeyPepper, Scopes};
+    use eventline_shared::testkit::{self, servers::LocalPostgres};
+
+    let pg = LocalPostgres::start().expect("a private PostgreSQL starts");
+    let pool = sqlx::PgPool::connect(&pg.url()).await.unwrap();
+    eventline_shared::schema::migrate(&pool).await.unwrap();
+    let pepper: KeyPepper = PEPPER.parse().unwrap();
+    let (_, key) = api_key::create(&pool, &pepper, "t", Scopes::parse_list("ingest").unwrap())
+        .await
+        .unwrap();
+    pool.close().await;
+    let redis = testkit::redis_args();
+    let gw = spawn_gateway_with_db_url(
+        redis.redis_url.expose(),
+        &redis.redis_key_prefix,
+        Some(&pg.url()),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        post_json(gw.addr, "/v1/events", EVENT, Some(&key))
+            .await
+            .status,
+        202
+    );
+    let database = request(gw.addr, "GET", "/health/database", &[], b"").await;
+    assert_eq!(database.status, 200);
+    assert_eq!(database.json()["status"], "ok");
+
+    pg.down().expect("PostgreSQL stops");
+    // Past a few key reloads (every second in tests), which now fail.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        post_json(gw.addr, "/v1/events", EVENT, Some(&key))
+            .await
+            .status,
+        202
+    );
+    assert_eq!(
+        post_json(gw.addr, "/v1/events", EVENT, Some("elk_unknown"))
+            .await
+            .status,
+        401
+    );
+    let ready = request(gw.addr, "GET", "/health/ready", &[], b"").await;
+    assert_eq!(
+        ready.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&ready.body)
+    );
+    let database = request(gw.addr, "GET", "/health/database", &[], b"").await;
+    assert_eq!(database.status, 503);
+    let detailed = request(gw.addr, "GET", "/health/detailed", &[], b"")
+        .await
+        .json();
+    assert_eq!(detailed["status"], "degraded");
+    let postgres = detailed["dependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "postgres")
+        .cloned()
+        .unwrap();
+    assert_eq!(postgres["ok"], false);
+    assert_eq!(
+        stream_events(&gw.redis_url, &gw.keys.stream(0)).await.len(),
+        2
     );
 }

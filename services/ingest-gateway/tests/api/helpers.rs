@@ -35,6 +35,17 @@ pub async fn spawn_gateway(
     db: Option<&TestDatabase>,
     extra: &[&str],
 ) -> TestGateway {
+    spawn_gateway_with_db_url(redis_url, prefix, db.map(|db| db.url.as_str()), extra).await
+}
+
+/// [`spawn_gateway`] with API keys in the database at `db_url` (any
+/// PostgreSQL, a private one that a test stops included).
+pub async fn spawn_gateway_with_db_url(
+    redis_url: &str,
+    prefix: &str,
+    db_url: Option<&str>,
+    extra: &[&str],
+) -> TestGateway {
     testkit::init_logging();
     let mut args: Vec<String> = vec![
         "ingest-gateway".into(),
@@ -53,10 +64,10 @@ pub async fn spawn_gateway(
         "--shutdown-grace".into(),
         "2".into(),
     ];
-    match db {
-        Some(db) => args.extend([
+    match db_url {
+        Some(url) => args.extend([
             "--database-url".into(),
-            db.url.clone(),
+            url.to_owned(),
             "--key-pepper".into(),
             PEPPER.into(),
         ]),

@@ -524,4 +524,62 @@ async fn metrics_and_health() {
         .json();
     assert_eq!(detailed["service"]["redis_breaker"], "closed");
     assert_eq!(detailed["dependencies"][0]["name"], "redis");
+    // The workers' group as the gateway sees it: nothing reads this test's
+    // stream, so its one entry is undelivered (no group yet: lag unknown).
+    let shard = &detailed["service"]["streams"][0];
+    assert_eq!(shard["stream"], gw.keys.stream(0));
+    assert_eq!(shard["length"], 1);
+    assert_eq!(shard["pending"], 0);
+}
+
+#[tokio::test]
+async fn the_dead_letter_stream_length_is_exported() {
+    let gw = open_gateway(&[]).await;
+    let client = redis::Client::open(gw.redis_url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for reason in ["decode", "data"] {
+        let _: String = redis::cmd("XADD")
+            .arg(gw.keys.dlq())
+            .arg("*")
+            .arg("reason")
+            .arg(reason)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    // The gateway reads the lengths every 50 ms in tests.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let res = request(gw.addr, "GET", "/metrics", &[], b"").await;
+        let text = String::from_utf8(res.body).unwrap();
+        if text.contains("eventline_ingest_dead_letter_entries 2") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gauge never read 2: {text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let detailed = request(gw.addr, "GET", "/health/detailed", &[], b"")
+        .await
+        .json();
+    assert_eq!(detailed["service"]["dead_letters"], 2);
+}
+
+#[tokio::test]
+async fn unknown_paths_and_methods_get_json_errors() {
+    let gw = open_gateway(&[]).await;
+    let res = request(gw.addr, "GET", "/v1/nothing-here", &[], b"").await;
+    assert_eq!(res.status, 404);
+    assert_eq!(res.error_code(), "no_route");
+    let res = request(gw.addr, "GET", "/v1/events", &[], b"").await;
+    assert_eq!(res.status, 405);
+    assert_eq!(res.error_code(), "method_not_allowed");
+    assert_eq!(res.header("allow"), Some("POST"));
+    let res = request(gw.addr, "DELETE", "/health/ready", &[], b"").await;
+    assert_eq!(res.status, 405);
+    assert_eq!(res.error_code(), "method_not_allowed");
+    // The request id still comes back on errors.
+    assert!(res.header("x-request-id").is_some());
 }

@@ -27,6 +27,20 @@ fn concrete(path: &str) -> String {
     path.replace("{id}", "00000000-0000-0000-0000-000000000000")
 }
 
+/// Fails when `method path` is answered as a route that does not exist
+/// (404 `no_route`) or a method it does not serve (405).
+async fn assert_served(addr: std::net::SocketAddr, method: &str, path: &str) {
+    let res = request(addr, method, path, &[], b"").await;
+    assert_ne!(res.status, 405, "{method} {path}");
+    if res.status == 404 {
+        assert_ne!(
+            res.error_code(),
+            "no_route",
+            "{method} {path} is documented, not served"
+        );
+    }
+}
+
 #[test]
 fn the_query_api_routes_are_the_documented_ones() {
     let mut served: BTreeSet<(String, String)> = query_api::app::routes()
@@ -55,15 +69,7 @@ async fn every_documented_query_api_operation_is_served() {
             );
             continue;
         }
-        let res = request(app.addr, &method, &path, &[], b"").await;
-        assert_ne!(res.status, 405, "{method} {path}");
-        if res.status == 404 {
-            assert_ne!(
-                res.error_code(),
-                "no_route",
-                "{method} {path} is documented, not served"
-            );
-        }
+        assert_served(app.addr, &method, &path).await;
     }
 }
 
@@ -87,13 +93,7 @@ async fn every_documented_gateway_operation_is_served() {
     let ops = documented(INGEST_GATEWAY);
     assert!(ops.contains(&("POST".into(), "/v1/events/batch".into())));
     for (method, path) in ops {
-        let res = request(addr, &method, &concrete(&path), &[], b"").await;
-        // The gateway has no fallback: an unknown route is an empty 404.
-        assert!(
-            res.status != 404 && res.status != 405,
-            "{method} {path}: {}",
-            res.status
-        );
+        assert_served(addr, &method, &concrete(&path)).await;
     }
     stop.cancel();
     gateway.await.unwrap().unwrap();

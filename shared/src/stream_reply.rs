@@ -77,7 +77,7 @@ fn bytes(value: Value) -> Option<Vec<u8>> {
     }
 }
 
-pub(crate) fn string(value: Value) -> Option<String> {
+pub fn string(value: Value) -> Option<String> {
     bytes(value).and_then(|b| String::from_utf8(b).ok())
 }
 

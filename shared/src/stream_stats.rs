@@ -47,39 +47,34 @@ pub async fn groups(
     Ok(groups.into_iter().filter_map(parse_group).collect())
 }
 
-/// An `XINFO` record (flat RESP2 array or RESP3 map) as text pairs.
-pub fn flat_pairs(value: Value) -> Vec<(String, String)> {
-    let pairs: Vec<(Value, Value)> = match value {
+/// An `XINFO` record's key-value pairs, from a flat RESP2 array or a RESP3
+/// map; `None` for anything else.
+fn record_pairs(value: Value) -> Option<Vec<(Value, Value)>> {
+    match value {
         Value::Array(flat) => {
             let mut it = flat.into_iter();
             let mut pairs = Vec::new();
             while let (Some(k), Some(v)) = (it.next(), it.next()) {
                 pairs.push((k, v));
             }
-            pairs
+            Some(pairs)
         }
-        Value::Map(pairs) => pairs,
-        _ => Vec::new(),
-    };
-    pairs
+        Value::Map(pairs) => Some(pairs),
+        _ => None,
+    }
+}
+
+/// An `XINFO` record (flat RESP2 array or RESP3 map) as text pairs.
+pub fn flat_pairs(value: Value) -> Vec<(String, String)> {
+    record_pairs(value)
+        .unwrap_or_default()
         .into_iter()
         .filter_map(|(k, v)| Some((string(k)?, string(v)?)))
         .collect()
 }
 
 fn parse_group(value: Value) -> Option<GroupInfo> {
-    let pairs: Vec<(Value, Value)> = match value {
-        Value::Array(flat) => {
-            let mut it = flat.into_iter();
-            let mut pairs = Vec::new();
-            while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                pairs.push((k, v));
-            }
-            pairs
-        }
-        Value::Map(pairs) => pairs,
-        _ => return None,
-    };
+    let pairs = record_pairs(value)?;
     let mut info = GroupInfo {
         name: String::new(),
         pending: 0,
@@ -189,6 +184,31 @@ pub async fn shard_stats(
         lag,
         last_delivered_id: ours.map(|g| g.last_delivered_id),
     })
+}
+
+/// Every shard's [`ShardStats`] for `/health/detailed`, as JSON: a shard
+/// that cannot be read shows its error instead.
+pub async fn shards_json(
+    pool: &deadpool_redis::Pool,
+    keys: &crate::redis_keys::RedisKeys,
+    shards: u32,
+    group: &str,
+) -> serde_json::Value {
+    let mut out = Vec::with_capacity(shards as usize);
+    for shard in 0..shards {
+        let stream = keys.stream(shard);
+        let stats = async {
+            let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+            shard_stats(&mut conn, &stream, group)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        out.push(match stats.await {
+            Ok(s) => serde_json::json!(s),
+            Err(error) => serde_json::json!({ "stream": stream, "error": error }),
+        });
+    }
+    serde_json::Value::Array(out)
 }
 
 #[cfg(test)]
