@@ -146,10 +146,12 @@ fn describe(entry: &StreamId) -> DeadLetterOut {
     }
 }
 
-/// Up to `count` entries after `after` (exclusive), oldest first.
+/// Up to `count` entries after `after` (exclusive) up to `until`
+/// (inclusive; `+` for the end), oldest first.
 async fn range(
     state: &AppState,
     after: Option<&str>,
+    until: &str,
     count: usize,
 ) -> Result<Vec<StreamId>, ApiError> {
     let start = after.map_or_else(|| "-".to_owned(), |id| format!("({id}"));
@@ -157,7 +159,7 @@ async fn range(
     let reply: StreamRangeReply = redis::cmd("XRANGE")
         .arg(state.keys.dlq())
         .arg(start)
-        .arg("+")
+        .arg(until)
         .arg("COUNT")
         .arg(count)
         .query_async(&mut conn)
@@ -187,7 +189,7 @@ pub async fn list(
             "`cursor` is a dead letter id such as 1764000000000-0",
         ));
     }
-    let mut entries = range(&state, cursor, limit + 1).await?;
+    let mut entries = range(&state, cursor, "+", limit + 1).await?;
     let next_cursor = if entries.len() > limit {
         entries.truncate(limit);
         entries.last().map(|e| e.id.clone())
@@ -294,10 +296,17 @@ pub async fn replay(State(state): State<Shared>, body: Bytes) -> Result<Response
             }
         }
         None => {
+            // The dead letters there when the request came, and no more: an
+            // event that fails again while this runs comes back as a new,
+            // later entry, and replaying it again in the same request would
+            // churn it up to MAX_REPLAY times.
+            let Some(last) = newest_id(&state).await? else {
+                return Ok(respond(&state, outcome));
+            };
             let mut after: Option<String> = None;
             let mut handled = 0;
             'pages: loop {
-                let page = range(&state, after.as_deref(), 100).await?;
+                let page = range(&state, after.as_deref(), &last, 100).await?;
                 if page.is_empty() {
                     break;
                 }
@@ -313,6 +322,11 @@ pub async fn replay(State(state): State<Shared>, body: Bytes) -> Result<Response
             }
         }
     }
+    Ok(respond(&state, outcome))
+}
+
+/// Counts and logs the outcome of a replay, and answers it.
+fn respond(state: &AppState, outcome: ReplayOutcome) -> Response {
     let m = &state.metrics.dlq_replayed;
     m.with_label_values(&["replayed"])
         .inc_by(outcome.replayed.len() as u64);
@@ -326,7 +340,22 @@ pub async fn replay(State(state): State<Shared>, body: Bytes) -> Result<Response
         not_found = outcome.not_found.len(),
         "dead letters replayed"
     );
-    Ok(Json(outcome).into_response())
+    Json(outcome).into_response()
+}
+
+/// The id of the newest dead letter, if any.
+async fn newest_id(state: &AppState) -> Result<Option<String>, ApiError> {
+    let mut conn = conn(state).await?;
+    let reply: StreamRangeReply = redis::cmd("XREVRANGE")
+        .arg(state.keys.dlq())
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .map_err(ApiError::from_redis)?;
+    Ok(reply.ids.into_iter().next().map(|e| e.id))
 }
 
 async fn range_one(state: &AppState, id: &str) -> Result<Vec<StreamId>, ApiError> {

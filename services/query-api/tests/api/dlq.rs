@@ -162,6 +162,62 @@ async fn replay_by_id_puts_the_event_back_and_releases_its_claim() {
     assert_eq!(res.json()["not_found"][0], good.as_str());
 }
 
+/// "Replay all" replays the dead letters there when it was asked, not the
+/// ones that arrive while it runs (a replayed event failing again comes
+/// back as a new entry; replaying it again in the same request would churn).
+#[tokio::test]
+async fn replay_all_stops_at_the_dead_letters_there_when_asked() {
+    let app = open_app(&[]).await;
+    for i in 0..300 {
+        let event = event_at("search", &format!("dead {i}"), Utc::now());
+        dead_event(&app, &event, &format!("1-{i}")).await;
+    }
+    // As soon as the replay has begun (the DLQ shrinks), 50 more arrive.
+    let late = {
+        let app_conn = app.conn.clone();
+        let dlq = app.keys.dlq();
+        let stream = app.keys.stream(0);
+        tokio::spawn(async move {
+            let mut conn = app_conn;
+            loop {
+                let len: u64 = redis::cmd("XLEN")
+                    .arg(&dlq)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                if len < 300 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            for i in 0..50 {
+                let event = event_at("search", &format!("late {i}"), Utc::now());
+                let payload = stream_codec::encode(&event).unwrap();
+                let _: String = redis::cmd("XADD")
+                    .arg(&dlq)
+                    .arg("*")
+                    .arg("v")
+                    .arg("1")
+                    .arg("e")
+                    .arg(payload)
+                    .arg("reason")
+                    .arg("data_error")
+                    .arg("source_stream")
+                    .arg(&stream)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let res = app.post_json("/v1/dlq/replay", r#"{"all":true}"#).await;
+    assert_eq!(res.status, 200);
+    late.await.unwrap();
+    assert_eq!(res.json()["replayed"].as_array().unwrap().len(), 300);
+    let left = entries(&app, &app.keys.dlq()).await;
+    assert_eq!(left.len(), 50);
+}
+
 #[tokio::test]
 async fn replay_all_keeps_a_claim_held_by_another_entry() {
     let app = open_app(&["--stream-shards", "4"]).await;
