@@ -227,7 +227,7 @@ fn build() -> Value {
                     "parameters": [
                         services_param,
                         param("from", "Start of the window, widened to the hour. Default: `to` minus 24 hours.", time.clone()),
-                        param("to", "End of the window. Default: the end of the current hour.", time.clone())
+                        param("to", "End of the window, widened to the hour (the answer's `from` and `to` are the hours counted). Default: the end of the current hour.", time.clone())
                     ],
                     "responses": with_errors(json_ok("Stats", "Stats"), &["400", "401", "403", "503", "504"])
                 }

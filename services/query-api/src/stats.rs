@@ -35,6 +35,17 @@ pub fn hour_start(t: DateTime<Utc>) -> Option<DateTime<Utc>> {
     t.duration_trunc(TimeDelta::hours(1)).ok()
 }
 
+/// `t` rounded up to a clock hour: the end of the last rollup hour that a
+/// window ending at `t` counts (the rollup cannot split an hour).
+pub fn hour_end(t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let start = hour_start(t)?;
+    if start == t {
+        Some(t)
+    } else {
+        start.checked_add_signed(TimeDelta::hours(1))
+    }
+}
+
 /// Most answers kept; beyond it the cache starts over (its entries live a
 /// second anyway).
 const CACHE_ENTRIES: usize = 1024;
@@ -251,7 +262,10 @@ async fn compute_stats(
     query: StatsQuery,
     now: DateTime<Utc>,
 ) -> Result<Stats, ApiError> {
+    // The rollup counts whole hours: the window widens to the hours it
+    // touches, and the answer says so.
     let from_hour = hour_start(query.from).unwrap_or(query.from);
+    let to_hour = hour_end(query.to).unwrap_or(query.to);
     // One scan of the window's rollup rows, grouped both ways.
     let grouped = state.db(
         query::STATS,
@@ -263,7 +277,7 @@ async fn compute_stats(
               ORDER BY service, hour",
         )
         .bind(from_hour)
-        .bind(query.to)
+        .bind(to_hour)
         .bind(&query.services)
         .fetch_all(&state.pg),
     );
@@ -287,7 +301,7 @@ async fn compute_stats(
     }
     Ok(Stats {
         from: rfc3339(from_hour),
-        to: rfc3339(query.to),
+        to: rfc3339(to_hour),
         total,
         services,
         hourly,
@@ -460,6 +474,9 @@ mod tests {
             .unwrap()
             .with_timezone(&Utc);
         assert_eq!(rfc3339(hour_start(t).unwrap()), "2026-11-23T03:00:00Z");
+        assert_eq!(rfc3339(hour_end(t).unwrap()), "2026-11-23T04:00:00Z");
+        let on_the_hour = hour_start(t).unwrap();
+        assert_eq!(hour_end(on_the_hour), Some(on_the_hour));
     }
 
     #[test]

@@ -69,6 +69,22 @@ async fn stats_equal_a_direct_count() {
     )
     .await;
     assert_eq!(stats["total"], total);
+    let secs = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert_eq!(stats["from"], secs(from));
+    assert_eq!(stats["to"], secs(to));
+    // A window that ends (and starts) mid-hour counts whole hours, and says
+    // which: the same answer as the hour-aligned window.
+    let res = app
+        .get(&format!(
+            "/v1/stats?from={}&to={}",
+            enc(&rfc3339(from + TimeDelta::minutes(20))),
+            enc(&rfc3339(hour + TimeDelta::minutes(30)))
+        ))
+        .await;
+    let widened = res.json();
+    assert_eq!(widened["from"], secs(from));
+    assert_eq!(widened["to"], secs(to));
+    assert_eq!(widened["total"], total);
     let per_service: Vec<(String, i64)> = sqlx::query_as(
         "SELECT service, count(*) FROM events WHERE ts >= $1 AND ts < $2 GROUP BY 1 ORDER BY 1",
     )
