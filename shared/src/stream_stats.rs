@@ -138,12 +138,67 @@ pub async fn last_generated_id(
     conn: &mut impl redis::aio::ConnectionLike,
     stream: &str,
 ) -> Result<Option<StreamId>, redis::RedisError> {
+    stream_info_id(conn, stream, "last-generated-id").await
+}
+
+/// Whether entries added after `after` may have left the stream since
+/// (trimmed or deleted), so that a reader resuming after `after` cannot
+/// see them all. From `XINFO STREAM` (Redis >= 7): entries were deleted
+/// after it (`max-deleted-entry-id`); or entries were ever removed
+/// (`entries-added` exceeds `length`) and the oldest one left
+/// (`recorded-first-entry-id`) leaves room for ids after `after`, or none
+/// is left though ids were generated after it. Never no when something
+/// after `after` was lost; yes when `after` itself was trimmed and the
+/// next entry was not, since ids are times and cannot tell that nothing
+/// came between. False when the stream does not exist.
+pub async fn entries_lost_after(
+    conn: &mut impl redis::aio::ConnectionLike,
+    stream: &str,
+    after: StreamId,
+) -> Result<bool, redis::RedisError> {
+    let Some(reply) = xinfo(conn, "STREAM", stream).await? else {
+        return Ok(false);
+    };
+    Ok(lost_after(&flat_pairs(reply), after))
+}
+
+fn lost_after(info: &[(String, String)], after: StreamId) -> bool {
+    let id = |field: &str| {
+        info.iter()
+            .find(|(k, _)| k == field)
+            .and_then(|(_, v)| StreamId::parse(v))
+    };
+    let count = |field: &str| {
+        info.iter()
+            .find(|(k, _)| k == field)
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let length = count("length");
+    if id("max-deleted-entry-id").is_some_and(|d| d > after) {
+        return true;
+    }
+    if count("entries-added") <= length {
+        // Nothing was ever trimmed.
+        return false;
+    }
+    if length == 0 {
+        return id("last-generated-id").is_some_and(|last| last > after);
+    }
+    id("recorded-first-entry-id").is_some_and(|first| first > after.successor())
+}
+
+async fn stream_info_id(
+    conn: &mut impl redis::aio::ConnectionLike,
+    stream: &str,
+    field: &str,
+) -> Result<Option<StreamId>, redis::RedisError> {
     let Some(reply) = xinfo(conn, "STREAM", stream).await? else {
         return Ok(None);
     };
     Ok(flat_pairs(reply)
         .into_iter()
-        .find(|(k, _)| k == "last-generated-id")
+        .find(|(k, _)| k == field)
         .and_then(|(_, v)| StreamId::parse(&v)))
 }
 
@@ -222,6 +277,57 @@ mod tests {
             last_delivered_id: last_delivered.into(),
             lag,
         }
+    }
+
+    fn info(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn tells_when_entries_after_a_position_have_left_the_stream() {
+        let at = |s: &str| StreamId::parse(s).unwrap();
+        let trimmed = info(&[
+            ("length", "1"),
+            ("entries-added", "3"),
+            ("last-generated-id", "30-0"),
+            ("max-deleted-entry-id", "0-0"),
+            ("recorded-first-entry-id", "30-0"),
+        ]);
+        // 10-0 seen; 20-0 (and maybe more) trimmed before 30-0.
+        assert!(lost_after(&trimmed, at("10-0")));
+        // Everything up to 29-x seen, or the next id is 30-0 itself.
+        assert!(!lost_after(&trimmed, at("30-0")));
+        assert!(!lost_after(&trimmed, at("29-18446744073709551615")));
+        let emptied = info(&[
+            ("length", "0"),
+            ("entries-added", "3"),
+            ("last-generated-id", "30-0"),
+            ("max-deleted-entry-id", "0-0"),
+            ("recorded-first-entry-id", "0-0"),
+        ]);
+        assert!(lost_after(&emptied, at("10-0")));
+        assert!(!lost_after(&emptied, at("30-0")));
+        let deleted = info(&[
+            ("length", "2"),
+            ("entries-added", "3"),
+            ("last-generated-id", "30-0"),
+            ("max-deleted-entry-id", "25-0"),
+            ("recorded-first-entry-id", "10-0"),
+        ]);
+        assert!(lost_after(&deleted, at("20-0")));
+        assert!(!lost_after(&deleted, at("25-0")));
+        // Never trimmed: whatever came after 0-0 is all still there.
+        let whole = info(&[
+            ("length", "2"),
+            ("entries-added", "2"),
+            ("last-generated-id", "30-0"),
+            ("max-deleted-entry-id", "0-0"),
+            ("recorded-first-entry-id", "20-0"),
+        ]);
+        assert!(!lost_after(&whole, at("0-0")));
     }
 
     #[test]

@@ -243,9 +243,12 @@ fn build() -> Value {
             "/v1/tail": {
                 "get": {
                     "tags": [QUERY_API],
-                    "summary": "Live tail: new events as Server-Sent Events (`event: event`, data = an Event), `: heartbeat` comments between (scope query).",
+                    "summary": "Live tail: new events as Server-Sent Events (`event: event`, data = an Event), `: heartbeat` comments between (scope query). Send the last `id` back as `Last-Event-ID` to resume; when events after it have left the stream, an `event: gap` comes first with the time from which to read them from /v1/events.",
                     "servers": query_server(),
-                    "parameters": [ services_param ],
+                    "parameters": [
+                        services_param,
+                        { "name": "Last-Event-ID", "in": "header", "required": false, "description": "The `id` of the last event received, to resume after it.", "schema": { "type": "string" } }
+                    ],
                     "responses": with_errors(json!({ "200": { "description": "An event stream", "content": { "text/event-stream": { "schema": { "type": "string" } } } } }), &["400", "401", "403", "429", "503"])
                 }
             },

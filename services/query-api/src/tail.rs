@@ -9,18 +9,32 @@
 //! (`: connected`) is sent only once the starting positions are known, so
 //! every event added after it reaches the client. Between events, the SSE
 //! keep-alive sends a `: heartbeat` comment every `TAIL_HEARTBEAT_MS`.
+//!
+//! Resuming: each event's SSE `id` is the tail's position in every shard
+//! (the shards' last entry ids, comma-separated, in shard order; with one
+//! shard, the entry id). A client that reconnects with `Last-Event-ID` (as
+//! `EventSource` does by itself) continues after it. The streams keep only
+//! what the workers have not yet acked and trimmed (seconds), so when
+//! entries after that position may have been trimmed, the tail first sends
+//! an `event: gap` naming the shards and the time from which events may be
+//! missing; `GET /v1/events` has them. An id that is not one of ours (or
+//! from another shard count) starts the tail at the present, as a new one.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use eventline_shared::stream_codec::{self, FIELD_EVENT, FIELD_VERSION};
+use eventline_shared::stream_reply::StreamId;
+use eventline_shared::stream_stats;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamRangeReply, StreamReadReply};
 use redis::{AsyncConnectionConfig, Value};
+use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use crate::app::{AppState, Shared};
@@ -36,6 +50,7 @@ const READ_COUNT: usize = 200;
 /// `GET /v1/tail`.
 pub async fn tail(
     State(state): State<Shared>,
+    headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(raw.as_deref())?;
@@ -49,12 +64,36 @@ pub async fn tail(
     let mut conn = connect(&state).await?;
     let streams: Vec<String> = (0..state.shards).map(|s| state.keys.stream(s)).collect();
     let mut positions = Vec::with_capacity(streams.len());
-    for stream in &streams {
-        positions.push(last_id(&mut conn, stream).await?);
+    let mut gaps = Vec::new();
+    match resume_positions(&headers, streams.len()) {
+        Some(resume) => {
+            for (stream, after) in streams.iter().zip(resume) {
+                let lost = stream_stats::entries_lost_after(&mut conn, stream, after)
+                    .await
+                    .map_err(ApiError::from_redis)?;
+                if lost {
+                    gaps.push(json!({
+                        "stream": stream,
+                        "after": after.to_string(),
+                        "missing_from": ingest_time(after),
+                    }));
+                }
+                positions.push(after.to_string());
+            }
+        }
+        None => {
+            for stream in &streams {
+                positions.push(last_id(&mut conn, stream).await?);
+            }
+        }
     }
     let (tx, rx) = mpsc::channel::<Event>(64);
-    // Cannot fail: the channel is new and has room.
+    // Cannot fail: the channel is new and has room for both.
     let _ = tx.try_send(Event::default().comment("connected"));
+    if !gaps.is_empty() {
+        let data = json!({ "streams": gaps }).to_string();
+        let _ = tx.try_send(Event::default().event("gap").data(data));
+    }
     let reader = Reader {
         state: state.clone(),
         services,
@@ -77,6 +116,22 @@ pub async fn tail(
                 .text("heartbeat"),
         )
         .into_response())
+}
+
+/// The positions a `Last-Event-ID` names, one per shard; None when there is
+/// none or it is not an id this tail wrote for `shards` shards.
+fn resume_positions(headers: &HeaderMap, shards: usize) -> Option<Vec<StreamId>> {
+    let text = headers.get("last-event-id")?.to_str().ok()?;
+    let ids: Option<Vec<StreamId>> = text.split(',').map(|p| StreamId::parse(p.trim())).collect();
+    ids.filter(|ids| ids.len() == shards)
+}
+
+/// When the entry after `id` was added at the earliest: the millisecond
+/// part of a stream id is its time of ingestion.
+fn ingest_time(id: StreamId) -> Option<String> {
+    let ms = i64::try_from(id.ms).ok()?;
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
 /// A connection of the tail's own, whose answers may take the whole block.
@@ -138,10 +193,10 @@ impl Reader {
                 Ok(reply) => reply,
                 Err(error) => {
                     tracing::warn!(%error, "tail: XREAD failed; ending the tail");
+                    // Best effort: a client that does not read gets no more.
                     let _ = self
                         .tx
-                        .send(Event::default().event("error").data("redis unavailable"))
-                        .await;
+                        .try_send(Event::default().event("error").data("redis unavailable"));
                     break;
                 }
             };
@@ -194,8 +249,17 @@ impl Reader {
                 let Ok(data) = serde_json::to_string(&out) else {
                     continue;
                 };
-                let sse = Event::default().event("event").id(&entry.id).data(data);
-                if self.tx.send(sse).await.is_err() {
+                let sse = Event::default()
+                    .event("event")
+                    .id(self.positions.join(","))
+                    .data(data);
+                // A client that stops reading fills the channel; shutdown
+                // must not wait for it.
+                let sent = tokio::select! {
+                    sent = self.tx.send(sse) => sent.is_ok(),
+                    () = self.state.shutdown.cancelled() => false,
+                };
+                if !sent {
                     return false;
                 }
             }

@@ -217,9 +217,16 @@ pub struct Streaming {
 
 impl Streaming {
     pub async fn open(addr: SocketAddr, path: &str) -> Self {
+        Self::open_with(addr, path, &[]).await
+    }
+
+    /// [`Streaming::open`] with more request headers.
+    pub async fn open_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Self {
+        let mut all = vec![("Accept", "text/event-stream")];
+        all.extend_from_slice(headers);
         let mut stream = TcpStream::connect(addr).await.expect("connect");
         stream
-            .write_all(head("GET", path, &[("Accept", "text/event-stream")], 0).as_bytes())
+            .write_all(head("GET", path, &all, 0).as_bytes())
             .await
             .expect("write");
         Streaming {

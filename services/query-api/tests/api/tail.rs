@@ -1,6 +1,7 @@
 //! `GET /v1/tail`: events added after the client connected arrive as SSE,
-//! filtered by service, with heartbeats; tails are capped, and a tail whose
-//! client left frees its place.
+//! filtered by service, with heartbeats; a client resumes with
+//! `Last-Event-ID` and is told when the stream no longer holds what it
+//! missed; tails are capped, and a tail whose client left frees its place.
 
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ async fn delivers_events_sent_after_connecting() {
     let app = open_app(&["--tail-heartbeat", "200", "--stream-shards", "2"]).await;
     // Already on the stream before the tail: not delivered.
     let old = event_at("checkout", "before", Utc::now());
-    app.xadd(&app.keys.stream(0), &old).await;
+    let old_entry = app.xadd(&app.keys.stream(0), &old).await;
 
     let mut tail = Streaming::open(app.addr, "/v1/tail?service=checkout").await;
     assert!(
@@ -35,7 +36,12 @@ async fn delivers_events_sent_after_connecting() {
         tail.received
     );
     assert!(tail.received.contains("event: event"));
-    assert!(tail.received.contains(&format!("id: {entry}")));
+    // The id is the tail's position in both shards.
+    assert!(
+        tail.received.contains(&format!("id: {old_entry},{entry}")),
+        "{}",
+        tail.received
+    );
     assert!(tail.received.contains(r#""message":"after""#));
     assert!(!tail.received.contains(&old.id.to_string()));
     assert!(!tail.received.contains(&other.id.to_string()));
@@ -66,4 +72,101 @@ async fn tails_are_capped_and_freed_when_the_client_leaves() {
         "{}",
         again.received
     );
+}
+
+/// The last SSE `id` line received.
+fn last_id(received: &str) -> String {
+    received
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("id: "))
+        .expect("an id was received")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_client_resumes_after_its_last_event_id() {
+    let app = open_app(&["--stream-shards", "2"]).await;
+    let mut tail = Streaming::open(app.addr, "/v1/tail").await;
+    assert!(tail.wait_for(": connected", Duration::from_secs(10)).await);
+    let first = event_at("checkout", "first", Utc::now());
+    app.xadd(&app.keys.stream(1), &first).await;
+    assert!(
+        tail.wait_for(&first.id.to_string(), Duration::from_secs(10))
+            .await
+    );
+    let resume = last_id(&tail.received);
+    drop(tail);
+
+    // Sent while the client was away, on both shards.
+    let missed = [
+        event_at("checkout", "missed 0", Utc::now()),
+        event_at("search", "missed 1", Utc::now()),
+    ];
+    app.xadd(&app.keys.stream(0), &missed[0]).await;
+    app.xadd(&app.keys.stream(1), &missed[1]).await;
+
+    let mut again = Streaming::open_with(app.addr, "/v1/tail", &[("Last-Event-ID", &resume)]).await;
+    for event in &missed {
+        assert!(
+            again
+                .wait_for(&event.id.to_string(), Duration::from_secs(10))
+                .await,
+            "{}",
+            again.received
+        );
+    }
+    assert!(!again.received.contains(&first.id.to_string()));
+    assert!(!again.received.contains("event: gap"));
+
+    // An id that is not ours starts at the present.
+    let mut fresh =
+        Streaming::open_with(app.addr, "/v1/tail", &[("Last-Event-ID", "nonsense")]).await;
+    assert!(fresh.wait_for(": connected", Duration::from_secs(10)).await);
+    let later = event_at("checkout", "later", Utc::now());
+    app.xadd(&app.keys.stream(0), &later).await;
+    assert!(
+        fresh
+            .wait_for(&later.id.to_string(), Duration::from_secs(10))
+            .await
+    );
+    assert!(!fresh.received.contains(&missed[0].id.to_string()));
+}
+
+#[tokio::test]
+async fn a_resume_past_trimmed_entries_announces_the_gap() {
+    let app = open_app(&[]).await;
+    let stream = app.keys.stream(0);
+    let gone = event_at("checkout", "trimmed", Utc::now());
+    let gone_entry = app.xadd(&stream, &gone).await;
+    let kept = event_at("checkout", "kept", Utc::now());
+    let kept_entry = app.xadd(&stream, &kept).await;
+    // As the workers' trimming does once both were stored.
+    let _: i64 = redis::cmd("XTRIM")
+        .arg(&stream)
+        .arg("MINID")
+        .arg(&kept_entry)
+        .query_async(&mut app.conn.clone())
+        .await
+        .unwrap();
+
+    // The client had seen everything before `gone`.
+    let before = {
+        let (ms, seq) = gone_entry.split_once('-').unwrap();
+        match seq.parse::<u64>().unwrap() {
+            0 => format!("{}-{}", ms.parse::<u64>().unwrap() - 1, u64::MAX),
+            n => format!("{ms}-{}", n - 1),
+        }
+    };
+    let mut tail = Streaming::open_with(app.addr, "/v1/tail", &[("Last-Event-ID", &before)]).await;
+    assert!(
+        tail.wait_for(&kept.id.to_string(), Duration::from_secs(10))
+            .await,
+        "{}",
+        tail.received
+    );
+    assert!(tail.received.contains("event: gap"), "{}", tail.received);
+    assert!(tail.received.contains(&format!(r#""after":"{before}""#)));
+    assert!(tail.received.contains(r#""missing_from":""#));
+    assert!(!tail.received.contains(&gone.id.to_string()));
 }
