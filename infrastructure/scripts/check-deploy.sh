@@ -5,7 +5,8 @@
 #   schema there and are only parsed), and every kustomization lists files that exist;
 # - docker-compose.yml validates against the compose specification's schema
 #   (check-jsonschema's vendored copy, pinned);
-# - promtool checks the Prometheus configuration and alert rules;
+# - promtool checks the Prometheus configuration and alert rules, and runs
+#   the rules' unit tests (infrastructure/prometheus/alerts.test.yml);
 # - the Grafana dashboards are valid JSON.
 # The Python tools live in a virtualenv under target/; promtool comes from
 # Debian's `prometheus` package, installed when missing and we are root.
@@ -79,6 +80,9 @@ check_prometheus() {
     fi
     rm -rf "$dir"
     promtool check rules infrastructure/prometheus/alerts.yml
+    # The alerts' behaviour on given series (a fresh install, a job that
+    # stopped succeeding, dead letters).
+    promtool test rules infrastructure/prometheus/alerts.test.yml
 }
 
 check_dashboards() {
