@@ -30,7 +30,7 @@ pub enum Command {
     /// Apply pending migrations and create the partitions of the coming days.
     Migrate {
         /// Daily partitions to create ahead of today.
-        #[arg(long, env = "PRECREATE_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(0..=366))]
+        #[arg(long, env = "PRECREATE_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=366))]
         precreate_days: u32,
     },
     /// Create, list and revoke API keys.

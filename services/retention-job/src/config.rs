@@ -41,8 +41,10 @@ pub struct RetentionArgs {
         default_value = ""
     )]
     pub retention_overrides: RetentionOverrides,
-    /// Daily partitions to create ahead of today.
-    #[arg(long, env = "PRECREATE_DAYS", value_name = "PRECREATE_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(0..=366))]
+    /// Daily partitions to create ahead of today (at least 1: with none, the
+    /// hours between midnight and the next pass land in the default
+    /// partition, and that pass has to move them).
+    #[arg(long, env = "PRECREATE_DAYS", value_name = "PRECREATE_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=366))]
     pub precreate_days: u32,
     /// Most rows one DELETE statement removes (1-10000).
     #[arg(long, env = "DELETE_CHUNK_ROWS", value_name = "DELETE_CHUNK_ROWS", default_value_t = MAX_DELETE_CHUNK_ROWS, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_DELETE_CHUNK_ROWS)))]
