@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
-use eventline_shared::api_key::Scope;
+use eventline_shared::api_key::{Authenticated, Scope};
 use eventline_shared::config::RedisArgs;
 use eventline_shared::health::Health;
 use eventline_shared::key_store::{KeyStore, presented_key};
@@ -48,6 +48,9 @@ pub struct AppState {
     pub stats_cache: StatsCache,
     /// One permit per open tail (`MAX_TAILS`).
     pub tails: Arc<Semaphore>,
+    /// Open tails per API key (`MAX_TAILS_PER_KEY`); a key with none has no
+    /// entry.
+    pub tails_per_key: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, u32>>,
     /// Tail tasks, awaited at shutdown.
     pub tasks: TaskTracker,
     pub shutdown: CancellationToken,
@@ -183,25 +186,36 @@ async fn no_route() -> ApiError {
 /// use the `query` routes.
 async fn authorize(
     State((state, scope)): State<(Shared, Scope)>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
     match check_key(&state, req.headers(), scope) {
-        Ok(()) => next.run(req).await,
+        Ok(identity) => {
+            // Handlers that count per key (the tail) read it from here.
+            if let Some(identity) = identity {
+                req.extensions_mut().insert(identity);
+            }
+            next.run(req).await
+        }
         Err(e) => e.into_response(),
     }
 }
 
-fn check_key(state: &AppState, headers: &HeaderMap, scope: Scope) -> Result<(), ApiError> {
+/// The caller's key when it may use `scope`; `None` when keys are off.
+fn check_key(
+    state: &AppState,
+    headers: &HeaderMap,
+    scope: Scope,
+) -> Result<Option<Arc<Authenticated>>, ApiError> {
     let Some(store) = &state.key_store else {
-        return Ok(());
+        return Ok(None);
     };
     let presented = presented_key(headers).ok_or(ApiError::MissingKey)?;
     let identity = store.authenticate(presented).ok_or(ApiError::UnknownKey)?;
     let allowed = identity.scopes.contains(scope)
         || (scope == Scope::Query && identity.scopes.contains(Scope::Admin));
     if allowed {
-        Ok(())
+        Ok(Some(identity))
     } else {
         Err(ApiError::MissingScope(scope.as_str()))
     }

@@ -60,6 +60,10 @@ pub struct QueryArgs {
     /// Live tails (`/v1/tail`) open at once; each holds one Redis connection.
     #[arg(long, env = "MAX_TAILS", default_value_t = 64)]
     pub max_tails: usize,
+    /// Live tails one API key may hold open at once, so one client cannot
+    /// take every tail (with `AUTH_REQUIRED=false` only `MAX_TAILS` applies).
+    #[arg(long, env = "MAX_TAILS_PER_KEY", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_tails_per_key: u32,
     /// Interval of the SSE heartbeat comment, in milliseconds.
     #[arg(long, env = "TAIL_HEARTBEAT_MS", value_name = "TAIL_HEARTBEAT_MS", default_value = "15000", value_parser = parse_positive_millis)]
     pub tail_heartbeat: Duration,

@@ -29,6 +29,8 @@ pub enum ApiError {
     NoRoute,
     #[error("too many live tails are open; retry later")]
     TooManyTails,
+    #[error("this API key already holds {0} live tails, its limit; close one first")]
+    TooManyTailsForKey(u32),
     #[error("the database did not answer in time; retry later")]
     Timeout,
     #[error("{0} is unavailable; retry later")]
@@ -53,7 +55,9 @@ impl ApiError {
             ApiError::MissingKey | ApiError::UnknownKey => StatusCode::UNAUTHORIZED,
             ApiError::MissingScope(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) | ApiError::NoRoute => StatusCode::NOT_FOUND,
-            ApiError::TooManyTails => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyTails | ApiError::TooManyTailsForKey(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -69,6 +73,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::NoRoute => "no_route",
             ApiError::TooManyTails => "too_many_tails",
+            ApiError::TooManyTailsForKey(_) => "too_many_tails_for_key",
             ApiError::Timeout => "timeout",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal => "internal",

@@ -121,6 +121,7 @@ impl QueryApi {
             metrics,
             stats_cache: StatsCache::new(config.query.stats_cache),
             tails: Arc::new(Semaphore::new(config.query.max_tails)),
+            tails_per_key: std::sync::Mutex::default(),
             tasks: tasks.clone(),
             shutdown: shutdown.clone(),
         });

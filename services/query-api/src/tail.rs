@@ -4,7 +4,7 @@
 //!
 //! Each tail has its own task and its own Redis connection (a blocking read
 //! would stall anyone sharing the connection), and holds one of `MAX_TAILS`
-//! permits. The task ends when the client goes away (its channel closes),
+//! permits and one of its API key's `MAX_TAILS_PER_KEY`. The task ends when the client goes away (its channel closes),
 //! at shutdown, or when Redis fails; the stream's first comment
 //! (`: connected`) is sent only once the starting positions are known, so
 //! every event added after it reaches the client. Between events, the SSE
@@ -24,10 +24,12 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use eventline_shared::api_key::Authenticated;
 use eventline_shared::stream_codec::{self, FIELD_EVENT, FIELD_VERSION};
 use eventline_shared::stream_reply::StreamId;
 use eventline_shared::stream_stats;
@@ -36,6 +38,7 @@ use redis::streams::{StreamRangeReply, StreamReadReply};
 use redis::{AsyncConnectionConfig, Value};
 use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use uuid::Uuid;
 
 use crate::app::{AppState, Shared};
 use crate::error::ApiError;
@@ -50,12 +53,17 @@ const READ_COUNT: usize = 200;
 /// `GET /v1/tail`.
 pub async fn tail(
     State(state): State<Shared>,
+    identity: Option<Extension<Arc<Authenticated>>>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(raw.as_deref())?;
     params.only(&["service"], false)?;
     let services = params.services(state.query.max_services as usize)?;
+    let key_slot = match identity {
+        Some(Extension(identity)) => Some(KeySlot::take(&state, identity.key_id)?),
+        None => None,
+    };
     let permit = state
         .tails
         .clone()
@@ -102,6 +110,7 @@ pub async fn tail(
         conn,
         tx,
         _permit: permit,
+        _key_slot: key_slot,
     };
     state.tasks.spawn(reader.run());
     let events = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -176,6 +185,7 @@ struct Reader {
     conn: MultiplexedConnection,
     tx: mpsc::Sender<Event>,
     _permit: OwnedSemaphorePermit,
+    _key_slot: Option<KeySlot>,
 }
 
 impl Reader {
@@ -265,6 +275,47 @@ impl Reader {
             }
         }
         true
+    }
+}
+
+/// One of an API key's `MAX_TAILS_PER_KEY` tails, given back on drop.
+struct KeySlot {
+    state: Shared,
+    key: Uuid,
+}
+
+impl KeySlot {
+    fn take(state: &Shared, key: Uuid) -> Result<Self, ApiError> {
+        let max = state.query.max_tails_per_key;
+        let mut open = state
+            .tails_per_key
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = open.entry(key).or_insert(0);
+        if *count >= max {
+            return Err(ApiError::TooManyTailsForKey(max));
+        }
+        *count += 1;
+        Ok(KeySlot {
+            state: state.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for KeySlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .state
+            .tails_per_key
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
     }
 }
 

@@ -170,3 +170,60 @@ async fn a_resume_past_trimmed_entries_announces_the_gap() {
     assert!(tail.received.contains(r#""missing_from":""#));
     assert!(!tail.received.contains(&gone.id.to_string()));
 }
+
+#[tokio::test]
+async fn one_key_cannot_take_every_tail() {
+    use crate::helpers::secured_app;
+
+    let app = secured_app(&[
+        "--max-tails",
+        "4",
+        "--max-tails-per-key",
+        "2",
+        "--tail-heartbeat",
+        "100",
+    ])
+    .await;
+    let greedy = app.create_key("query").await;
+    let other = app.create_key("query").await;
+    // Keys made after start-up are seen after the next reload (1 s here).
+    let loaded = wait_until(Duration::from_secs(5), || async {
+        app.get_with_key("/v1/services", &other).await.status == 200
+    })
+    .await;
+    assert!(loaded);
+    let auth = |key: &str| format!("Bearer {key}");
+    let greedy_auth = auth(&greedy);
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut tail =
+            Streaming::open_with(app.addr, "/v1/tail", &[("Authorization", &greedy_auth)]).await;
+        assert!(tail.wait_for(": connected", Duration::from_secs(10)).await);
+        held.push(tail);
+    }
+    let res = app.get_with_key("/v1/tail", &greedy).await;
+    assert_eq!(res.status, 429);
+    assert_eq!(res.error_code(), "too_many_tails_for_key");
+    // Another key still gets one.
+    let other_auth = auth(&other);
+    let mut theirs =
+        Streaming::open_with(app.addr, "/v1/tail", &[("Authorization", &other_auth)]).await;
+    assert!(
+        theirs
+            .wait_for(": connected", Duration::from_secs(10))
+            .await,
+        "{}",
+        theirs.received
+    );
+    // A tail given up frees its key's place.
+    drop(held.pop());
+    let freed = wait_until(Duration::from_secs(10), || async {
+        let mut again =
+            Streaming::open_with(app.addr, "/v1/tail", &[("Authorization", &greedy_auth)]).await;
+        again
+            .wait_for(": connected", Duration::from_millis(500))
+            .await
+    })
+    .await;
+    assert!(freed, "the key's tail place came back");
+}
