@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use eventline_shared::config::{
     AuthArgs, DatabaseArgs, RedisArgs, TelemetryArgs, parse_millis, parse_positive_millis,
+    parse_positive_seconds,
 };
 use eventline_shared::server::ListenArgs;
 
@@ -67,6 +68,11 @@ pub struct QueryArgs {
     /// Interval of the SSE heartbeat comment, in milliseconds.
     #[arg(long, env = "TAIL_HEARTBEAT_MS", value_name = "TAIL_HEARTBEAT_MS", default_value = "15000", value_parser = parse_positive_millis)]
     pub tail_heartbeat: Duration,
+    /// Longest life of one tail, in seconds; it then ends with `event: end`
+    /// and the client resumes with `Last-Event-ID`. Frees the places of
+    /// clients that stopped reading without closing their connection.
+    #[arg(long = "tail-max-seconds", env = "TAIL_MAX_SECONDS", value_name = "TAIL_MAX_SECONDS", default_value = "3600", value_parser = parse_positive_seconds)]
+    pub tail_max_lifetime: Duration,
     /// Most dead letters one `POST /v1/dlq/replay` with `"all": true` replays.
     #[arg(long, env = "MAX_REPLAY", default_value_t = 10_000)]
     pub max_replay: usize,

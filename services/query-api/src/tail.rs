@@ -189,8 +189,26 @@ struct Reader {
 }
 
 impl Reader {
-    async fn run(mut self) {
+    /// Runs the tail until its client leaves, shutdown, a Redis failure, or
+    /// `TAIL_MAX_SECONDS`; then its last word is an `event: end` (the client
+    /// reconnects with `Last-Event-ID` and loses nothing the streams hold).
+    /// The lifetime bounds how long a client that stopped reading, with its
+    /// connection still open, can hold a tail's places.
+    async fn run(self) {
         let open = OpenTail::new(&self.state);
+        let lifetime = self.state.query.tail_max_lifetime;
+        let tx = self.tx.clone();
+        if tokio::time::timeout(lifetime, self.follow()).await.is_err() {
+            let _ = tx.try_send(
+                Event::default()
+                    .event("end")
+                    .data("this tail reached TAIL_MAX_SECONDS; reconnect with Last-Event-ID"),
+            );
+        }
+        drop(open);
+    }
+
+    async fn follow(mut self) {
         let shutdown = self.state.shutdown.clone();
         let client = self.tx.clone();
         loop {
@@ -214,7 +232,6 @@ impl Reader {
                 break;
             }
         }
-        drop(open);
     }
 
     async fn read(&mut self) -> redis::RedisResult<Option<StreamReadReply>> {

@@ -227,3 +227,29 @@ async fn one_key_cannot_take_every_tail() {
     .await;
     assert!(freed, "the key's tail place came back");
 }
+
+#[tokio::test]
+async fn a_tail_ends_after_its_lifetime_and_frees_its_place() {
+    let app = open_app(&["--tail-max-seconds", "1", "--max-tails", "1"]).await;
+    let mut tail = Streaming::open(app.addr, "/v1/tail").await;
+    assert!(tail.wait_for(": connected", Duration::from_secs(10)).await);
+    assert!(
+        tail.wait_for("event: end", Duration::from_secs(10)).await,
+        "{}",
+        tail.received
+    );
+    assert!(tail.received.contains("Last-Event-ID"));
+    // The place is free again although this client never closed.
+    let freed = wait_until(Duration::from_secs(10), || async {
+        let metrics = String::from_utf8(app.get("/metrics").await.body).unwrap();
+        metrics.contains("eventline_query_tails_open 0")
+    })
+    .await;
+    assert!(freed);
+    let mut next = Streaming::open(app.addr, "/v1/tail").await;
+    assert!(
+        next.wait_for(": connected", Duration::from_secs(10)).await,
+        "{}",
+        next.received
+    );
+}
