@@ -649,16 +649,11 @@ fn check_metadata(raw: &RawValue, limits: &EventLimits) -> Result<String, EventE
     if text.len() <= limits.max_metadata_bytes {
         return Ok(text.to_owned());
     }
-    // The client's formatting may be what is large: judge the compact form.
-    let compact = serde_json::from_str::<serde_json::Value>(text)
-        .map(|v| v.to_string())
-        .map_err(|e| {
-            EventError::new(
-                ErrorCode::InvalidJson,
-                "metadata",
-                format!("`metadata`: {}", json_error_reason(&e)),
-            )
-        })?;
+    // The client's formatting may be what is large: judge the compact form,
+    // made by dropping whitespace between tokens, so every number, key and
+    // string is kept exactly as sent (a round trip through
+    // `serde_json::Value` would turn integers beyond 64 bits into floats).
+    let compact = without_insignificant_whitespace(text);
     if compact.len() > limits.max_metadata_bytes {
         return Err(EventError::new(
             ErrorCode::TooLarge,
@@ -671,6 +666,32 @@ fn check_metadata(raw: &RawValue, limits: &EventLimits) -> Result<String, EventE
         ));
     }
     Ok(compact)
+}
+
+/// Valid JSON `text` without the whitespace between its tokens (outside
+/// strings), byte for byte otherwise.
+fn without_insignificant_whitespace(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
+            if c == '"' {
+                in_string = true;
+            }
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A problem found inside metadata, with the path to it built while the

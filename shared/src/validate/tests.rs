@@ -368,6 +368,19 @@ fn metadata_rules() {
         pad(16 * 1024 - 8)
     );
     assert_eq!(ok(&spaced).metadata().unwrap().len(), 16 * 1024);
+    // Compacting keeps every token as sent: a 128-bit integer, key order,
+    // whitespace and escaped quotes inside strings.
+    let spaced_big = format!(
+        "{{\"service\":\"s\",\"message\":\"m\",\"metadata\":{{ \"z\" : 123456789012345678901234 ,\n \"a\" : \"two  \\\" spaces\",  \"k\" :  \"{}\"  }}}}",
+        pad(16 * 1024 - 60)
+    );
+    let kept = ok(&spaced_big);
+    let metadata = kept.metadata().unwrap();
+    assert!(
+        metadata.starts_with(r#"{"z":123456789012345678901234,"a":"two  \" spaces","k":""#),
+        "{}",
+        &metadata[..80]
+    );
 
     // Numbers PostgreSQL can store; JSON it cannot is refused up front.
     ok(
