@@ -79,17 +79,33 @@ enum Encoding {
     Gzip,
 }
 
+/// The body's coding. Every `Content-Encoding` header counts, and each may
+/// list codings (`gzip, gzip` means twice): after dropping `identity`, one
+/// `gzip` at most; anything else, or a value that is not text, is a 415.
 fn encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
-    let Some(value) = headers.get(header::CONTENT_ENCODING) else {
-        return Ok(Encoding::Identity);
-    };
-    let value = value.to_str().unwrap_or("").trim().to_ascii_lowercase();
-    match value.as_str() {
-        "" | "identity" => Ok(Encoding::Identity),
-        "gzip" | "x-gzip" => Ok(Encoding::Gzip),
-        other => Err(ApiError::UnsupportedMedia(format!(
-            "Content-Encoding {other:?} is not supported; send gzip or no encoding"
-        ))),
+    let mut gzip = 0;
+    for value in headers.get_all(header::CONTENT_ENCODING) {
+        let value = value.to_str().map_err(|_| {
+            ApiError::UnsupportedMedia("Content-Encoding is not readable text".into())
+        })?;
+        for coding in value.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            match coding.to_ascii_lowercase().as_str() {
+                "identity" => {}
+                "gzip" | "x-gzip" => gzip += 1,
+                other => {
+                    return Err(ApiError::UnsupportedMedia(format!(
+                        "Content-Encoding {other:?} is not supported; send gzip or no encoding"
+                    )));
+                }
+            }
+        }
+    }
+    match gzip {
+        0 => Ok(Encoding::Identity),
+        1 => Ok(Encoding::Gzip),
+        _ => Err(ApiError::UnsupportedMedia(
+            "a body gzipped more than once is not supported; send it gzipped once".into(),
+        )),
     }
 }
 
@@ -173,6 +189,32 @@ mod tests {
             gunzip(b"not gzip", 100),
             Err(ApiError::BadRequest { .. })
         ));
+    }
+
+    #[test]
+    fn content_encodings() {
+        let with = |values: &[&[u8]]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(
+                    header::CONTENT_ENCODING,
+                    axum::http::HeaderValue::from_bytes(v).unwrap(),
+                );
+            }
+            encoding(&h)
+        };
+        assert_eq!(with(&[]).unwrap(), Encoding::Identity);
+        assert_eq!(with(&[b"identity"]).unwrap(), Encoding::Identity);
+        assert_eq!(with(&[b" GZIP "]).unwrap(), Encoding::Gzip);
+        assert_eq!(with(&[b"identity, x-gzip"]).unwrap(), Encoding::Gzip);
+        let refused = |values: &[&[u8]]| matches!(with(values), Err(ApiError::UnsupportedMedia(_)));
+        assert!(refused(&[b"br"]));
+        assert!(refused(&[b"gzip, br"]));
+        // Twice gzipped, in one header or two.
+        assert!(refused(&[b"gzip, gzip"]));
+        assert!(refused(&[b"gzip", b"gzip"]));
+        // Not text: refused, not read as "no encoding".
+        assert!(refused(&[b"gzip\xff"]));
     }
 
     #[test]
