@@ -73,7 +73,7 @@ pub async fn process(state: &State, batch: Batch) {
                     "delivered {} times (MAX_DELIVERIES is {})",
                     entry.deliveries, state.config.max_deliveries
                 ),
-                first_failure: started,
+                first_failure: dead_letter::added_at(entry).unwrap_or(started),
             });
         } else {
             match stream_codec::decode_ref(entry.field(FIELD_VERSION), entry.field(FIELD_EVENT)) {
@@ -163,9 +163,17 @@ pub async fn process(state: &State, batch: Batch) {
         for letter in &letters {
             state.metrics.dead_lettered(letter.reason).inc();
             if letter.reason != DeadLetterReason::Data {
+                // The request that sent it, when the payload still decodes
+                // (the refused rows' line above has it already).
+                let event = stream_codec::decode_ref(
+                    letter.entry.field(FIELD_VERSION),
+                    letter.entry.field(FIELD_EVENT),
+                )
+                .ok();
                 tracing::warn!(
                     stream,
                     id = letter.entry.id,
+                    request_id = event.as_ref().and_then(|e| e.request_id),
                     reason = letter.reason.as_str(),
                     error = letter.error,
                     "entry dead-lettered"

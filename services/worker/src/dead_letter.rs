@@ -12,15 +12,24 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::State;
 use crate::metrics::DeadLetterReason;
-use crate::stream_reply::Entry;
+use crate::stream_reply::{Entry, StreamId};
 
 /// One entry on its way to the dead-letter stream.
 pub struct DeadLetter<'a> {
     pub entry: &'a Entry,
     pub reason: DeadLetterReason,
     pub error: String,
-    /// When this worker first saw the entry fail.
+    /// When the entry was first seen to fail: the failing batch's start
+    /// for a refused or undecodable entry; for one over `MAX_DELIVERIES`,
+    /// whose earlier deliveries failed in workers that kept no record, the
+    /// entry's own time (its id), which no failure can precede.
     pub first_failure: DateTime<Utc>,
+}
+
+/// The time in an entry's id: when Redis added it.
+pub fn added_at(entry: &Entry) -> Option<DateTime<Utc>> {
+    let id = StreamId::parse(&entry.id)?;
+    DateTime::from_timestamp_millis(i64::try_from(id.ms).ok()?)
 }
 
 /// Appends `letters` to the dead-letter stream in one pipeline.

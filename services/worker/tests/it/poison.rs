@@ -131,6 +131,15 @@ async fn entries_delivered_too_often_go_to_the_dlq() {
     for l in &letters {
         assert_eq!(l["reason"], "max_deliveries");
         assert_eq!(l["deliveries"], "6", "{l:?}");
+        // Its earlier deliveries failed elsewhere: the first failure is
+        // dated no earlier than the entry itself, i.e. its id's time.
+        let source = &l["source_id"];
+        let ms: i64 = source.split_once('-').unwrap().0.parse().unwrap();
+        let added = chrono::DateTime::from_timestamp_millis(ms).unwrap();
+        let first: chrono::DateTime<chrono::Utc> = l["first_failure"].parse().unwrap();
+        let last: chrono::DateTime<chrono::Utc> = l["last_failure"].parse().unwrap();
+        assert_eq!(first, added, "{l:?}");
+        assert!(first <= last);
     }
     assert_eq!(w.metric(worker::metrics::CLAIMED, None), 5.0);
     w.stop().await;
