@@ -194,8 +194,12 @@ pub struct EventGen {
     id_prefix: String,
     seq: u64,
     text: Arc<str>,
-    /// Recent events with an `event_id`, the candidates for re-sending.
+    /// Recent events with an `event_id` from earlier requests, the
+    /// candidates for re-sending (a retrying client re-sends what it sent
+    /// before, not within the same request).
     recent: VecDeque<GeneratedEvent>,
+    /// This request's events with an `event_id`, candidates from the next.
+    current: Vec<GeneratedEvent>,
     /// The RFC 3339 timestamp of the current millisecond, reused.
     now_text: (i64, String),
 }
@@ -220,6 +224,7 @@ impl EventGen {
             seq: 0,
             text,
             recent: VecDeque::with_capacity(RECENT),
+            current: Vec::new(),
             now_text: (i64::MIN, String::new()),
         }
     }
@@ -228,9 +233,11 @@ impl EventGen {
     pub fn next_event(&mut self) -> GeneratedEvent {
         if !self.recent.is_empty() && self.rng.chance(self.shape.duplicate_share) {
             let pick = self.rng.below(self.recent.len() as u64) as usize;
-            let mut event = self.recent[pick].clone();
-            event.is_duplicate = true;
-            return event;
+            // Taken out: re-sent once, so never twice in one request.
+            if let Some(mut event) = self.recent.swap_remove_back(pick) {
+                event.is_duplicate = true;
+                return event;
+            }
         }
         let services = self.services.clone();
         let service = &services[self.rng.skewed(services.len() as u64) as usize];
@@ -264,12 +271,20 @@ impl EventGen {
             is_duplicate: false,
         };
         if dedup_key.is_some() && self.shape.duplicate_share > 0.0 {
+            self.current.push(event.clone());
+        }
+        event
+    }
+
+    /// Starts a new request: the last one's events become candidates for
+    /// re-sending.
+    pub fn begin_request(&mut self) {
+        for event in self.current.drain(..) {
             if self.recent.len() == RECENT {
                 self.recent.pop_front();
             }
-            self.recent.push_back(event.clone());
+            self.recent.push_back(event);
         }
-        event
     }
 
     /// Log-normal around the median (σ = 0.8: a tenth of messages are over
@@ -381,6 +396,7 @@ pub fn request_body(
     into: &mut Vec<GeneratedEvent>,
 ) -> Vec<u8> {
     into.clear();
+    generator.begin_request();
     match count {
         None => {
             let event = generator.next_event();
@@ -458,7 +474,30 @@ mod tests {
         };
         let mut g = generator(shape);
         let n = 20_000;
-        let events: Vec<_> = (0..n).map(|_| g.next_event()).collect();
+        // Requests of 10 events.
+        let events: Vec<_> = (0..n)
+            .map(|i| {
+                if i % 10 == 0 {
+                    g.begin_request();
+                }
+                g.next_event()
+            })
+            .collect();
+        // A re-send repeats an earlier request's event, never one of its own
+        // request (the gateway would fold that into one).
+        for request in events.chunks(10) {
+            let fresh: HashSet<&[u8]> = request
+                .iter()
+                .filter(|e| !e.is_duplicate)
+                .map(|e| e.json.as_slice())
+                .collect();
+            assert!(
+                request
+                    .iter()
+                    .filter(|e| e.is_duplicate)
+                    .all(|e| !fresh.contains(e.json.as_slice()))
+            );
+        }
         let dups = events.iter().filter(|e| e.is_duplicate).count() as f64 / n as f64;
         let with_id = events.iter().filter(|e| e.dedup_key.is_some()).count() as f64 / n as f64;
         assert!((0.08..0.12).contains(&dups), "duplicate share {dups}");

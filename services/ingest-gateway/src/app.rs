@@ -2,6 +2,8 @@
 //! authenticate, backpressure), read the body, validate, enrich, XADD, and
 //! only then answer 202.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,7 +32,7 @@ use crate::backlog::Backlog;
 use crate::batch;
 use crate::body;
 use crate::config::HttpArgs;
-use crate::error::ApiError;
+use crate::error::{ApiError, Rejected};
 use crate::metrics::Metrics;
 use crate::publish::{Encoded, PublishError, Publisher};
 use crate::rate_limit::{RateLimiter, Subject};
@@ -95,15 +97,6 @@ struct Accepted {
     /// Present on the batch endpoint only.
     #[serde(skip_serializing_if = "Option::is_none")]
     rejected: Option<Vec<Rejected>>,
-}
-
-#[derive(Serialize)]
-struct Rejected {
-    index: usize,
-    error: String,
-    code: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<String>,
 }
 
 impl AppState {
@@ -305,11 +298,26 @@ async fn ingest_batch(
     let mut encoded = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
     let mut first_error = None;
+    // Events of this batch by dedup key, for the ones with an `event_id`:
+    // a repeat within the batch is the same event, answered with the first
+    // one's id (the id that will find the stored row) and not sent twice.
+    let mut keyed: HashMap<Uuid, Uuid> = HashMap::new();
     for (index, item) in items.into_iter().enumerate() {
         let result = item.and_then(|text| validate::parse_event_str(text, &state.limits, now));
         match result {
             Ok(event) => {
                 let enriched = event.enrich(now, Some(request_id.0.clone()));
+                if enriched.event_id.is_some() {
+                    match keyed.entry(enriched.dedup_key()) {
+                        Entry::Occupied(first) => {
+                            ids.push(*first.get());
+                            continue;
+                        }
+                        Entry::Vacant(slot) => {
+                            slot.insert(enriched.id);
+                        }
+                    }
+                }
                 ids.push(enriched.id);
                 encoded.push(state.encode(&enriched)?);
             }
@@ -321,13 +329,17 @@ async fn ingest_batch(
                     code: e.code.as_str(),
                     field: e.field.clone(),
                 });
-                first_error.get_or_insert(e);
+                first_error.get_or_insert((index, e));
             }
         }
     }
     if encoded.is_empty() {
         return Err(match first_error {
-            Some(first) => ApiError::NoValidEvent { first },
+            Some((index, first)) => ApiError::NoValidEvent {
+                index,
+                first,
+                rejected,
+            },
             None => ApiError::Internal,
         });
     }
@@ -337,7 +349,7 @@ async fn ingest_batch(
     Ok((
         StatusCode::ACCEPTED,
         Json(Accepted {
-            accepted: encoded.len(),
+            accepted: ids.len(),
             ids,
             rejected: Some(rejected),
         }),

@@ -2,19 +2,37 @@
 //! contract's JSON shape. Internal details (Redis error text) are logged,
 //! never sent to clients.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use eventline_shared::http_error::error_response;
 use eventline_shared::validate::EventError;
+use serde::Serialize;
+
+/// An event of a batch that was refused, as the batch answer lists it.
+#[derive(Debug, Serialize)]
+pub struct Rejected {
+    pub index: usize,
+    pub error: String,
+    pub code: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
     InvalidEvent(EventError),
     #[error("no event in the batch is valid")]
-    NoValidEvent { first: EventError },
+    NoValidEvent {
+        /// The first invalid event's position in the batch, and its error.
+        index: usize,
+        first: EventError,
+        /// Every event's error, as a partly valid batch's 202 lists them.
+        rejected: Vec<Rejected>,
+    },
     #[error("{message}")]
     BadRequest {
         code: &'static str,
@@ -91,11 +109,16 @@ impl ApiError {
         }
     }
 
-    fn field(&self) -> Option<&str> {
+    /// The field at fault; in a batch, prefixed with the event's position
+    /// (`events[3].service`).
+    fn field(&self) -> Option<Cow<'_, str>> {
         match self {
-            ApiError::InvalidEvent(e) => e.field.as_deref(),
-            ApiError::NoValidEvent { first } => first.field.as_deref(),
-            ApiError::BadRequest { field, .. } => *field,
+            ApiError::InvalidEvent(e) => e.field.as_deref().map(Cow::Borrowed),
+            ApiError::NoValidEvent { index, first, .. } => Some(Cow::Owned(match &first.field {
+                Some(field) => format!("events[{index}].{field}"),
+                None => format!("events[{index}]"),
+            })),
+            ApiError::BadRequest { field, .. } => field.map(Cow::Borrowed),
             _ => None,
         }
     }
@@ -119,17 +142,41 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let message = match &self {
-            ApiError::NoValidEvent { first } => {
-                format!("no event in the batch is valid; the first error: {first}")
+            ApiError::NoValidEvent { index, first, .. } => {
+                format!("no event in the batch is valid; the first error, event {index}: {first}")
             }
             other => other.to_string(),
         };
-        error_response(
+        let field = self.field().map(Cow::into_owned);
+        let response = error_response(
             self.status(),
             self.code(),
             &message,
-            self.field(),
+            field.as_deref(),
             self.retry_after(),
-        )
+        );
+        match self {
+            // The same list a partly valid batch's 202 carries, beside the
+            // error: a client fixes every event from one answer.
+            ApiError::NoValidEvent { rejected, .. } => {
+                with_rejected(response, &message, field.as_deref(), &rejected)
+            }
+            _ => response,
+        }
     }
+}
+
+/// `{"error":{…},"rejected":[…]}` for a batch with no valid event.
+fn with_rejected(
+    response: Response,
+    message: &str,
+    field: Option<&str>,
+    rejected: &[Rejected],
+) -> Response {
+    let (parts, _) = response.into_parts();
+    let body = serde_json::json!({
+        "error": { "code": "no_valid_event", "message": message, "field": field },
+        "rejected": rejected,
+    });
+    (parts, axum::Json(body)).into_response()
 }

@@ -165,7 +165,15 @@ async fn a_mixed_batch_accepts_the_valid_and_lists_the_rest() {
     .await;
     assert_eq!(res.status, 400);
     assert_eq!(res.error_code(), "no_valid_event");
-    assert_eq!(res.json()["error"]["field"], "service");
+    let body = res.json();
+    // The first bad event's field, with its position, and every event's error.
+    assert_eq!(body["error"]["field"], "events[0].service");
+    let rejected = body["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 2);
+    assert_eq!(rejected[0]["index"], 0);
+    assert_eq!(rejected[0]["field"], "service");
+    assert_eq!(rejected[1]["index"], 1);
+    assert_eq!(rejected[1]["field"], "service");
     assert_eq!(
         stream_events(&gw.redis_url, &gw.keys.stream(0)).await.len(),
         3
@@ -582,4 +590,32 @@ async fn unknown_paths_and_methods_get_json_errors() {
     assert_eq!(res.error_code(), "method_not_allowed");
     // The request id still comes back on errors.
     assert!(res.header("x-request-id").is_some());
+}
+
+#[tokio::test]
+async fn an_event_id_repeated_within_a_batch_is_sent_once_and_answered_with_one_id() {
+    let gw = open_gateway(&[]).await;
+    let res = post_json(
+        gw.addr,
+        "/v1/events/batch",
+        r#"[{"service":"s","message":"a","event_id":"e-1"},
+            {"service":"s","message":"b"},
+            {"service":"s","message":"a again","event_id":"e-1"},
+            {"service":"t","message":"other service, same id","event_id":"e-1"}]"#,
+        None,
+    )
+    .await;
+    assert_eq!(res.status, 202);
+    let body = res.json();
+    assert_eq!(body["accepted"], 4);
+    let ids = body["ids"].as_array().unwrap();
+    assert_eq!(ids.len(), 4);
+    // The repeat answers with the first one's id: the one its row will have.
+    assert_eq!(ids[2], ids[0]);
+    assert_ne!(ids[3], ids[0]);
+    assert_ne!(ids[1], ids[0]);
+    let entries = stream_events(&gw.redis_url, &gw.keys.stream(0)).await;
+    assert_eq!(entries.len(), 3);
+    let messages: Vec<&str> = entries.iter().map(|(_, e)| e.message.as_str()).collect();
+    assert_eq!(messages, ["a", "b", "other service, same id"]);
 }
