@@ -646,6 +646,15 @@ fn check_metadata(raw: &RawValue, limits: &EventLimits) -> Result<String, EventE
             ),
         });
     }
+    if let Some(number) = number_beyond_numeric(text) {
+        return Err(EventError::new(
+            ErrorCode::InvalidJson,
+            "metadata",
+            format!(
+                "`metadata` holds the number {number}, with more than {MAX_NUMERIC_SCALE} digits after the decimal point, which PostgreSQL cannot store"
+            ),
+        ));
+    }
     if text.len() <= limits.max_metadata_bytes {
         return Ok(text.to_owned());
     }
@@ -666,6 +675,72 @@ fn check_metadata(raw: &RawValue, limits: &EventLimits) -> Result<String, EventE
         ));
     }
     Ok(compact)
+}
+
+/// The most digits after the decimal point a PostgreSQL `numeric` (and so
+/// a `jsonb` number) holds.
+const MAX_NUMERIC_SCALE: i64 = 16_383;
+
+/// The first number of valid JSON `text` whose decimal form needs more
+/// than [`MAX_NUMERIC_SCALE`] fractional digits (`1e-16384`, `1.5e-16383`):
+/// serde_json reads it as 0 or a float, but PostgreSQL refuses it, and the
+/// worker would then dead-letter an event the gateway accepted. (Numbers too
+/// large for PostgreSQL are beyond `f64` first, and serde_json refuses them.)
+fn number_beyond_numeric(text: &str) -> Option<&str> {
+    let bytes = text.as_bytes();
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            i += 1;
+        } else if b == b'"' {
+            in_string = true;
+            i += 1;
+        } else if b == b'-' || b.is_ascii_digit() {
+            let start = i;
+            while i < bytes.len()
+                && matches!(bytes[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+            {
+                i += 1;
+            }
+            let number = &text[start..i];
+            if numeric_scale(number) > MAX_NUMERIC_SCALE {
+                return Some(number);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+/// Digits after the decimal point of a JSON number written out in full:
+/// the fraction's length minus the exponent.
+fn numeric_scale(number: &str) -> i64 {
+    let (mantissa, exponent) = match number.find(['e', 'E']) {
+        Some(at) => (&number[..at], &number[at + 1..]),
+        None => (number, "0"),
+    };
+    let fraction = mantissa.split_once('.').map_or(0, |(_, f)| f.len());
+    let fraction = i64::try_from(fraction).unwrap_or(i64::MAX);
+    // Saturates: an exponent of any length stays an answer.
+    let exponent = exponent.trim_start_matches('+');
+    let exponent = match exponent.strip_prefix('-') {
+        Some(digits) => digits
+            .parse::<i64>()
+            .map_or(i64::MIN, |n| n.saturating_neg()),
+        None => exponent.parse::<i64>().unwrap_or(i64::MAX),
+    };
+    fraction.saturating_sub(exponent)
 }
 
 /// Valid JSON `text` without the whitespace between its tokens (outside

@@ -396,6 +396,26 @@ fn metadata_rules() {
         ErrorCode::InvalidJson,
         None,
     );
+    // PostgreSQL's numeric holds 16383 digits after the point (measured on
+    // PostgreSQL 15: 1e-16383 and 0.0000001e-16376 are stored; 1e-16384 and
+    // 1.5e-16383 are "value overflows numeric format").
+    for stored in ["1e-16383", "0.0000001e-16376", "-2.5E-100", "12.75", "3e+5"] {
+        ok(&format!(
+            r#"{{"service":"s","message":"m","metadata":{{"n":{stored},"s":"1e-99999"}}}}"#
+        ));
+    }
+    for refused in [
+        "1e-16384",
+        "1.5e-16383",
+        "0e-20000",
+        "1e-99999999999999999999999",
+    ] {
+        assert_rejects(
+            &format!(r#"{{"service":"s","message":"m","metadata":{{"a":[1,{{"n":{refused}}}]}}}}"#),
+            ErrorCode::InvalidJson,
+            field,
+        );
+    }
 }
 
 #[test]
