@@ -193,6 +193,11 @@ impl StreamId {
         })
     }
 
+    /// When Redis added the entry: the id's millisecond part.
+    pub fn time(self) -> Option<chrono::DateTime<chrono::Utc>> {
+        chrono::DateTime::from_timestamp_millis(i64::try_from(self.ms).ok()?)
+    }
+
     /// The smallest id greater than this one.
     pub fn successor(self) -> Self {
         match self.seq.checked_add(1) {
@@ -284,5 +289,9 @@ mod tests {
             StreamId { ms: 4, seq: 0 }
         );
         assert!(StreamId::parse("x-1").is_none());
+        assert_eq!(
+            StreamId::parse("1764000000123-7").unwrap().time(),
+            chrono::DateTime::from_timestamp_millis(1_764_000_000_123)
+        );
     }
 }

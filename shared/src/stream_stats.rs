@@ -1,5 +1,5 @@
 //! What the streams look like to the group: length, pending entries, lag and
-//! the last delivered id (`XLEN`, `XINFO GROUPS`, `XPENDING`). Read by the
+//! the last delivered id (`XINFO STREAM`, `XINFO GROUPS`, `XPENDING`). Read by the
 //! trimmer (to know what it may delete), the gauges and `/health/detailed`.
 
 use redis::Value;
@@ -132,13 +132,57 @@ pub struct ShardStats {
     pub last_delivered_id: Option<String>,
 }
 
-/// The id of the last entry ever added (`last-generated-id` of `XINFO
-/// STREAM`); None when the stream does not exist.
-pub async fn last_generated_id(
+/// A stream's `XINFO STREAM` record, as text pairs.
+struct StreamInfo(Vec<(String, String)>);
+
+impl StreamInfo {
+    /// `XINFO STREAM stream`; None when the stream does not exist.
+    async fn read(
+        conn: &mut impl redis::aio::ConnectionLike,
+        stream: &str,
+    ) -> Result<Option<Self>, redis::RedisError> {
+        Ok(xinfo(conn, "STREAM", stream)
+            .await?
+            .map(|reply| StreamInfo(flat_pairs(reply))))
+    }
+
+    fn text(&self, field: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == field)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn id(&self, field: &str) -> Option<StreamId> {
+        self.text(field).and_then(StreamId::parse)
+    }
+
+    fn count(&self, field: &str) -> u64 {
+        self.text(field).and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+}
+
+/// The id of the newest entry in `stream`, if it holds any
+/// (`XREVRANGE … COUNT 1`).
+pub async fn newest_id(
     conn: &mut impl redis::aio::ConnectionLike,
     stream: &str,
-) -> Result<Option<StreamId>, redis::RedisError> {
-    stream_info_id(conn, stream, "last-generated-id").await
+) -> Result<Option<String>, redis::RedisError> {
+    let reply: Value = redis::cmd("XREVRANGE")
+        .arg(stream)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(conn)
+        .await?;
+    let Value::Array(entries) = reply else {
+        return Ok(None);
+    };
+    Ok(entries.into_iter().next().and_then(|entry| match entry {
+        Value::Array(parts) => parts.into_iter().next().and_then(string),
+        _ => None,
+    }))
 }
 
 /// Whether entries added after `after` may have left the stream since
@@ -156,50 +200,27 @@ pub async fn entries_lost_after(
     stream: &str,
     after: StreamId,
 ) -> Result<bool, redis::RedisError> {
-    let Some(reply) = xinfo(conn, "STREAM", stream).await? else {
-        return Ok(false);
-    };
-    Ok(lost_after(&flat_pairs(reply), after))
+    Ok(StreamInfo::read(conn, stream)
+        .await?
+        .is_some_and(|info| lost_after(&info, after)))
 }
 
-fn lost_after(info: &[(String, String)], after: StreamId) -> bool {
-    let id = |field: &str| {
-        info.iter()
-            .find(|(k, _)| k == field)
-            .and_then(|(_, v)| StreamId::parse(v))
-    };
-    let count = |field: &str| {
-        info.iter()
-            .find(|(k, _)| k == field)
-            .and_then(|(_, v)| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    let length = count("length");
-    if id("max-deleted-entry-id").is_some_and(|d| d > after) {
+fn lost_after(info: &StreamInfo, after: StreamId) -> bool {
+    let length = info.count("length");
+    if info.id("max-deleted-entry-id").is_some_and(|d| d > after) {
         return true;
     }
-    if count("entries-added") <= length {
+    if info.count("entries-added") <= length {
         // Nothing was ever trimmed.
         return false;
     }
     if length == 0 {
-        return id("last-generated-id").is_some_and(|last| last > after);
+        return info
+            .id("last-generated-id")
+            .is_some_and(|last| last > after);
     }
-    id("recorded-first-entry-id").is_some_and(|first| first > after.successor())
-}
-
-async fn stream_info_id(
-    conn: &mut impl redis::aio::ConnectionLike,
-    stream: &str,
-    field: &str,
-) -> Result<Option<StreamId>, redis::RedisError> {
-    let Some(reply) = xinfo(conn, "STREAM", stream).await? else {
-        return Ok(None);
-    };
-    Ok(flat_pairs(reply)
-        .into_iter()
-        .find(|(k, _)| k == field)
-        .and_then(|(_, v)| StreamId::parse(&v)))
+    info.id("recorded-first-entry-id")
+        .is_some_and(|first| first > after.successor())
 }
 
 /// The group's lag, corrected: Redis derives `lag` from counters that a
@@ -223,15 +244,17 @@ pub async fn shard_stats(
     stream: &str,
     group: &str,
 ) -> Result<ShardStats, redis::RedisError> {
-    let length: u64 = redis::cmd("XLEN").arg(stream).query_async(conn).await?;
+    // One XINFO STREAM gives the length and the last generated id.
+    let info = StreamInfo::read(conn, stream).await?;
+    let length = info.as_ref().map_or(0, |i| i.count("length"));
     let ours = groups(conn, stream)
         .await?
         .into_iter()
         .find(|g| g.name == group);
-    let lag = match &ours {
-        Some(g) => corrected_lag(g, last_generated_id(conn, stream).await?),
-        None => None,
-    };
+    let lag = ours.as_ref().and_then(|g| {
+        let last_generated = info.as_ref().and_then(|i| i.id("last-generated-id"));
+        corrected_lag(g, last_generated)
+    });
     Ok(ShardStats {
         stream: stream.to_owned(),
         length,
@@ -279,11 +302,13 @@ mod tests {
         }
     }
 
-    fn info(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+    fn info(pairs: &[(&str, &str)]) -> StreamInfo {
+        StreamInfo(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
     }
 
     #[test]

@@ -205,8 +205,8 @@ impl AppState {
         .await
     }
 
-    fn encode(&self, event: &EnrichedEvent) -> Result<Encoded, ApiError> {
-        Encoded::new(event, self.publisher.shards()).map_err(|error| {
+    fn encode(&self, event: &EnrichedEvent, dedup_key: Uuid) -> Result<Encoded, ApiError> {
+        Encoded::new(event, dedup_key, self.publisher.shards()).map_err(|error| {
             tracing::error!(%error, "cannot encode an event");
             ApiError::Internal
         })
@@ -266,7 +266,7 @@ async fn ingest_one(
     state.limit_key(identity.as_ref(), 1)?;
     let enriched = event.enrich(now, Some(request_id.0));
     let id = enriched.id;
-    let encoded = state.encode(&enriched)?;
+    let encoded = state.encode(&enriched, enriched.dedup_key())?;
     state.publish(std::slice::from_ref(&encoded)).await?;
     state.metrics.events_accepted.inc();
     Ok((
@@ -307,8 +307,9 @@ async fn ingest_batch(
         match result {
             Ok(event) => {
                 let enriched = event.enrich(now, Some(request_id.0.clone()));
+                let dedup_key = enriched.dedup_key();
                 if enriched.event_id.is_some() {
-                    match keyed.entry(enriched.dedup_key()) {
+                    match keyed.entry(dedup_key) {
                         Entry::Occupied(first) => {
                             ids.push(*first.get());
                             continue;
@@ -319,7 +320,7 @@ async fn ingest_batch(
                     }
                 }
                 ids.push(enriched.id);
-                encoded.push(state.encode(&enriched)?);
+                encoded.push(state.encode(&enriched, dedup_key)?);
             }
             Err(e) => {
                 state.reject(e.code.as_str());

@@ -141,42 +141,32 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let message = match &self {
-            ApiError::NoValidEvent { index, first, .. } => {
-                format!("no event in the batch is valid; the first error, event {index}: {first}")
-            }
-            other => other.to_string(),
-        };
         let field = self.field().map(Cow::into_owned);
-        let response = error_response(
-            self.status(),
-            self.code(),
-            &message,
-            field.as_deref(),
-            self.retry_after(),
-        );
+        let code = self.code();
         match self {
-            // The same list a partly valid batch's 202 carries, beside the
-            // error: a client fixes every event from one answer.
-            ApiError::NoValidEvent { rejected, .. } => {
-                with_rejected(response, &message, field.as_deref(), &rejected)
+            // The error, and beside it the same list a partly valid batch's
+            // 202 carries: a client fixes every event from one answer.
+            ApiError::NoValidEvent {
+                index,
+                first,
+                rejected,
+            } => {
+                let message = format!(
+                    "no event in the batch is valid; the first error, event {index}: {first}"
+                );
+                let body = serde_json::json!({
+                    "error": { "code": code, "message": message, "field": field },
+                    "rejected": rejected,
+                });
+                (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
             }
-            _ => response,
+            other => error_response(
+                other.status(),
+                code,
+                &other.to_string(),
+                field.as_deref(),
+                other.retry_after(),
+            ),
         }
     }
-}
-
-/// `{"error":{…},"rejected":[…]}` for a batch with no valid event.
-fn with_rejected(
-    response: Response,
-    message: &str,
-    field: Option<&str>,
-    rejected: &[Rejected],
-) -> Response {
-    let (parts, _) = response.into_parts();
-    let body = serde_json::json!({
-        "error": { "code": "no_valid_event", "message": message, "field": field },
-        "rejected": rejected,
-    });
-    (parts, axum::Json(body)).into_response()
 }

@@ -15,6 +15,7 @@ use eventline_shared::config::RedisArgs;
 use eventline_shared::redis_keys::{RedisKeys, shard_of};
 use eventline_shared::stream_codec::{self, FIELD_EVENT, FIELD_VERSION, FORMAT_VERSION_STR};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use uuid::Uuid;
 
 use crate::metrics::Metrics;
 use eventline_shared::circuit_breaker::CircuitBreaker;
@@ -45,9 +46,15 @@ pub struct Encoded {
 }
 
 impl Encoded {
-    pub fn new(event: &EnrichedEvent, shards: u32) -> Result<Self, stream_codec::EncodeError> {
+    /// `event`, whose dedup key (`event.dedup_key()`, a hash when it has
+    /// an `event_id`) the caller has already computed, on its shard.
+    pub fn new(
+        event: &EnrichedEvent,
+        dedup_key: Uuid,
+        shards: u32,
+    ) -> Result<Self, stream_codec::EncodeError> {
         Ok(Self {
-            shard: shard_of(event.dedup_key(), shards),
+            shard: shard_of(dedup_key, shards),
             payload: stream_codec::encode(event)?,
         })
     }

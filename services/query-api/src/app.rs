@@ -17,6 +17,7 @@ use axum::routing::{MethodRouter, get, post};
 use eventline_shared::api_key::{Authenticated, Scope};
 use eventline_shared::config::RedisArgs;
 use eventline_shared::health::Health;
+use eventline_shared::http_error;
 use eventline_shared::key_store::{KeyStore, presented_key};
 use eventline_shared::redis_keys::RedisKeys;
 use eventline_shared::request_id;
@@ -173,13 +174,9 @@ pub fn router(state: Shared, health: &Health) -> Router {
     api.route_layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
         .merge(health.router())
-        .fallback(no_route)
-        .method_not_allowed_fallback(eventline_shared::http_error::method_not_allowed)
+        .fallback(http_error::no_route)
+        .method_not_allowed_fallback(http_error::method_not_allowed)
         .layer(middleware::from_fn(request_id::layer))
-}
-
-async fn no_route() -> ApiError {
-    ApiError::NoRoute
 }
 
 /// Checks the presented key for the route's scope; an `admin` key may also

@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use eventline_shared::EnrichedEvent;
 use eventline_shared::redis_keys::shard_of;
 use eventline_shared::stream_codec::{self, FIELD_EVENT, FIELD_VERSION};
+use eventline_shared::stream_stats;
 use redis::Value;
 use redis::streams::{StreamId, StreamRangeReply};
 use serde::{Deserialize, Serialize};
@@ -300,7 +301,10 @@ pub async fn replay(State(state): State<Shared>, body: Bytes) -> Result<Response
             // event that fails again while this runs comes back as a new,
             // later entry, and replaying it again in the same request would
             // churn it up to MAX_REPLAY times.
-            let Some(last) = newest_id(&state).await? else {
+            let newest = stream_stats::newest_id(&mut conn(&state).await?, &state.keys.dlq())
+                .await
+                .map_err(ApiError::from_redis)?;
+            let Some(last) = newest else {
                 return Ok(respond(&state, outcome));
             };
             let mut after: Option<String> = None;
@@ -341,21 +345,6 @@ fn respond(state: &AppState, outcome: ReplayOutcome) -> Response {
         "dead letters replayed"
     );
     Json(outcome).into_response()
-}
-
-/// The id of the newest dead letter, if any.
-async fn newest_id(state: &AppState) -> Result<Option<String>, ApiError> {
-    let mut conn = conn(state).await?;
-    let reply: StreamRangeReply = redis::cmd("XREVRANGE")
-        .arg(state.keys.dlq())
-        .arg("+")
-        .arg("-")
-        .arg("COUNT")
-        .arg(1)
-        .query_async(&mut conn)
-        .await
-        .map_err(ApiError::from_redis)?;
-    Ok(reply.ids.into_iter().next().map(|e| e.id))
 }
 
 async fn range_one(state: &AppState, id: &str) -> Result<Vec<StreamId>, ApiError> {

@@ -25,8 +25,6 @@ pub enum ApiError {
     MissingScope(&'static str),
     #[error("{0} not found")]
     NotFound(&'static str),
-    #[error("no such route")]
-    NoRoute,
     #[error("too many live tails are open; retry later")]
     TooManyTails,
     #[error("this API key already holds {0} live tails, its limit; close one first")]
@@ -54,7 +52,7 @@ impl ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::MissingKey | ApiError::UnknownKey => StatusCode::UNAUTHORIZED,
             ApiError::MissingScope(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) | ApiError::NoRoute => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooManyTails | ApiError::TooManyTailsForKey(_) => {
                 StatusCode::TOO_MANY_REQUESTS
             }
@@ -71,7 +69,6 @@ impl ApiError {
             ApiError::UnknownKey => "invalid_api_key",
             ApiError::MissingScope(_) => "insufficient_scope",
             ApiError::NotFound(_) => "not_found",
-            ApiError::NoRoute => "no_route",
             ApiError::TooManyTails => "too_many_tails",
             ApiError::TooManyTailsForKey(_) => "too_many_tails_for_key",
             ApiError::Timeout => "timeout",

@@ -34,7 +34,7 @@ use eventline_shared::stream_codec::{self, FIELD_EVENT, FIELD_VERSION};
 use eventline_shared::stream_reply::StreamId;
 use eventline_shared::stream_stats;
 use redis::aio::MultiplexedConnection;
-use redis::streams::{StreamRangeReply, StreamReadReply};
+use redis::streams::StreamReadReply;
 use redis::{AsyncConnectionConfig, Value};
 use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
@@ -83,15 +83,23 @@ pub async fn tail(
                     gaps.push(json!({
                         "stream": stream,
                         "after": after.to_string(),
-                        "missing_from": ingest_time(after),
+                        // The entry after `after` was added no earlier.
+                        "missing_from": after
+                            .time()
+                            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
                     }));
                 }
                 positions.push(after.to_string());
             }
         }
         None => {
+            // After each stream's newest entry (`0-0` when it is empty):
+            // exactly what is added from now on.
             for stream in &streams {
-                positions.push(last_id(&mut conn, stream).await?);
+                let newest = stream_stats::newest_id(&mut conn, stream)
+                    .await
+                    .map_err(ApiError::from_redis)?;
+                positions.push(newest.unwrap_or_else(|| "0-0".to_owned()));
             }
         }
     }
@@ -135,14 +143,6 @@ fn resume_positions(headers: &HeaderMap, shards: usize) -> Option<Vec<StreamId>>
     ids.filter(|ids| ids.len() == shards)
 }
 
-/// When the entry after `id` was added at the earliest: the millisecond
-/// part of a stream id is its time of ingestion.
-fn ingest_time(id: StreamId) -> Option<String> {
-    let ms = i64::try_from(id.ms).ok()?;
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-}
-
 /// A connection of the tail's own, whose answers may take the whole block.
 async fn connect(state: &AppState) -> Result<MultiplexedConnection, ApiError> {
     let args = &state.redis_args;
@@ -154,25 +154,6 @@ async fn connect(state: &AppState) -> Result<MultiplexedConnection, ApiError> {
         .get_multiplexed_async_connection_with_config(&config)
         .await
         .map_err(ApiError::from_redis)
-}
-
-/// The id of a stream's newest entry (`0-0` when it is empty): reading
-/// after it yields exactly what is added from now on.
-async fn last_id(conn: &mut MultiplexedConnection, stream: &str) -> Result<String, ApiError> {
-    let reply: StreamRangeReply = redis::cmd("XREVRANGE")
-        .arg(stream)
-        .arg("+")
-        .arg("-")
-        .arg("COUNT")
-        .arg(1)
-        .query_async(conn)
-        .await
-        .map_err(ApiError::from_redis)?;
-    Ok(reply
-        .ids
-        .into_iter()
-        .next()
-        .map_or_else(|| "0-0".to_owned(), |e| e.id))
 }
 
 struct Reader {

@@ -21,7 +21,7 @@ use crate::dead_letter::{self, DeadLetter};
 use crate::dedup::{self, Claim};
 use crate::metrics::DeadLetterReason;
 use crate::retry::Backoff;
-use crate::stream_reply::Entry;
+use crate::stream_reply::{Entry, StreamId};
 use crate::{State, failpoint};
 
 /// Whether a batch (or a part of one) may hold rows already stored.
@@ -73,7 +73,9 @@ pub async fn process(state: &State, batch: Batch) {
                     "delivered {} times (MAX_DELIVERIES is {})",
                     entry.deliveries, state.config.max_deliveries
                 ),
-                first_failure: dead_letter::added_at(entry).unwrap_or(started),
+                first_failure: StreamId::parse(&entry.id)
+                    .and_then(StreamId::time)
+                    .unwrap_or(started),
             });
         } else {
             match stream_codec::decode_ref(entry.field(FIELD_VERSION), entry.field(FIELD_EVENT)) {

@@ -12,7 +12,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::State;
 use crate::metrics::DeadLetterReason;
-use crate::stream_reply::{Entry, StreamId};
+use crate::stream_reply::Entry;
 
 /// One entry on its way to the dead-letter stream.
 pub struct DeadLetter<'a> {
@@ -24,12 +24,6 @@ pub struct DeadLetter<'a> {
     /// whose earlier deliveries failed in workers that kept no record, the
     /// entry's own time (its id), which no failure can precede.
     pub first_failure: DateTime<Utc>,
-}
-
-/// The time in an entry's id: when Redis added it.
-pub fn added_at(entry: &Entry) -> Option<DateTime<Utc>> {
-    let id = StreamId::parse(&entry.id)?;
-    DateTime::from_timestamp_millis(i64::try_from(id.ms).ok()?)
 }
 
 /// Appends `letters` to the dead-letter stream in one pipeline.
