@@ -145,6 +145,15 @@ impl EventError {
         }
     }
 
+    /// An error about `field`, for validators of other sources (OTLP).
+    pub fn for_field(
+        code: ErrorCode,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::new(code, field, message)
+    }
+
     fn document(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
@@ -413,6 +422,58 @@ fn validate_fields(
     })
 }
 
+/// An event from a source other than the contract's JSON (an OTLP log
+/// record), its fields already decoded by that source's own format.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodedFields<'a> {
+    pub service: &'a str,
+    pub message: &'a str,
+    /// `None`: the receive time.
+    pub timestamp: Option<DateTime<Utc>>,
+    /// The JSON text of an object.
+    pub metadata: Option<&'a str>,
+    pub event_id: Option<&'a str>,
+}
+
+/// Holds decoded fields to every rule of the contract, as [`parse_event`]
+/// holds a JSON event: the same codes, fields and messages.
+pub fn validate_decoded(
+    fields: DecodedFields<'_>,
+    limits: &EventLimits,
+    now: DateTime<Utc>,
+) -> Result<ValidEvent, EventError> {
+    for (name, value) in [("service", fields.service), ("message", fields.message)] {
+        if value.contains('\0') {
+            return Err(EventError::new(
+                ErrorCode::NulCharacter,
+                name,
+                format!("`{name}` must not contain U+0000"),
+            ));
+        }
+    }
+    check_service(fields.service, limits)?;
+    check_message(fields.message, limits)?;
+    let ts = match fields.timestamp {
+        Some(ts) => check_window(ts, limits, now)?,
+        None => now.trunc_subsecs(3),
+    };
+    let metadata = match fields.metadata {
+        Some(text) => Some(check_metadata_text(text, limits)?),
+        None => None,
+    };
+    let event_id = match fields.event_id {
+        Some(id) => Some(check_event_id(id, limits)?.into_inner()),
+        None => None,
+    };
+    Ok(ValidEvent {
+        service: fields.service.to_owned(),
+        message: fields.message.to_owned(),
+        ts,
+        metadata,
+        event_id,
+    })
+}
+
 fn required_string<'a>(
     raw: Option<&'a RawValue>,
     field: &'static str,
@@ -545,7 +606,17 @@ fn check_timestamp(
             ),
         )
     })?;
-    let ts = parsed.with_timezone(&Utc).trunc_subsecs(3);
+    check_window(parsed.with_timezone(&Utc), limits, now)
+}
+
+/// The event window: not older than the retention, not further ahead than
+/// `max_future_seconds`; the time kept to the millisecond.
+fn check_window(
+    ts: DateTime<Utc>,
+    limits: &EventLimits,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, EventError> {
+    let ts = ts.trunc_subsecs(3);
     let oldest = now - TimeDelta::days(i64::from(limits.retention_days));
     if ts < oldest {
         return Err(EventError::new(
@@ -621,7 +692,11 @@ pub fn check_event_id(event_id: &str, limits: &EventLimits) -> Result<CheckedEve
 }
 
 fn check_metadata(raw: &RawValue, limits: &EventLimits) -> Result<String, EventError> {
-    let text = raw.get();
+    check_metadata_text(raw.get(), limits)
+}
+
+/// [`check_metadata`] for the text of one valid JSON value.
+fn check_metadata_text(text: &str, limits: &EventLimits) -> Result<String, EventError> {
     if !text.starts_with('{') {
         return Err(EventError::new(
             ErrorCode::InvalidType,

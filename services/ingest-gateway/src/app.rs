@@ -17,13 +17,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json};
 use chrono::Utc;
-use eventline_shared::EnrichedEvent;
 use eventline_shared::api_key::{Authenticated, Scope};
 use eventline_shared::health::Health;
 use eventline_shared::http_error;
 use eventline_shared::key_store::{KeyStore, presented_key};
 use eventline_shared::request_id::{self, RequestId};
 use eventline_shared::validate::{self, EventLimits};
+use eventline_shared::{EnrichedEvent, ValidEvent};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
@@ -34,6 +34,7 @@ use crate::body;
 use crate::config::HttpArgs;
 use crate::error::{ApiError, Rejected};
 use crate::metrics::Metrics;
+use crate::otlp;
 use crate::publish::{Encoded, PublishError, Publisher};
 use crate::rate_limit::{RateLimiter, Subject};
 
@@ -61,6 +62,7 @@ pub fn router(state: Shared, health: &Health) -> Router {
         .route("/v1/events", post(ingest_one))
         .route("/events", post(ingest_one))
         .route("/v1/events/batch", post(ingest_batch))
+        .route("/v1/logs", post(ingest_otlp))
         .route("/health/buffer", get(buffer))
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state);
@@ -212,6 +214,20 @@ impl AppState {
         })
     }
 
+    /// Charges the key for the request's events, appends them, counts them.
+    async fn send(
+        &self,
+        identity: Option<&Arc<Authenticated>>,
+        outgoing: &Outgoing,
+    ) -> Result<(), ApiError> {
+        self.limit_key(identity, outgoing.encoded.len())?;
+        self.publish(&outgoing.encoded).await?;
+        self.metrics
+            .events_accepted
+            .inc_by(outgoing.encoded.len() as u64);
+        Ok(())
+    }
+
     async fn publish(&self, encoded: &[Encoded]) -> Result<(), ApiError> {
         self.publisher.publish(encoded).await.map_err(|e| match e {
             PublishError::BreakerOpen { retry_after } => ApiError::Unavailable { retry_after },
@@ -294,34 +310,13 @@ async fn ingest_batch(
     state.metrics.batch_size.observe(items.len() as f64);
 
     let now = Utc::now();
-    let mut ids = Vec::with_capacity(items.len());
-    let mut encoded = Vec::with_capacity(items.len());
+    let mut outgoing = Outgoing::with_capacity(items.len());
     let mut rejected = Vec::new();
     let mut first_error = None;
-    // Events of this batch by dedup key, for the ones with an `event_id`:
-    // a repeat within the batch is the same event, answered with the first
-    // one's id (the id that will find the stored row) and not sent twice.
-    let mut keyed: HashMap<Uuid, Uuid> = HashMap::new();
     for (index, item) in items.into_iter().enumerate() {
         let result = item.and_then(|text| validate::parse_event_str(text, &state.limits, now));
         match result {
-            Ok(event) => {
-                let enriched = event.enrich(now, Some(request_id.0.clone()));
-                let dedup_key = enriched.dedup_key();
-                if enriched.event_id.is_some() {
-                    match keyed.entry(dedup_key) {
-                        Entry::Occupied(first) => {
-                            ids.push(*first.get());
-                            continue;
-                        }
-                        Entry::Vacant(slot) => {
-                            slot.insert(enriched.id);
-                        }
-                    }
-                }
-                ids.push(enriched.id);
-                encoded.push(state.encode(&enriched, dedup_key)?);
-            }
+            Ok(event) => outgoing.push(&state, event, now, &request_id)?,
             Err(e) => {
                 state.reject(e.code.as_str());
                 rejected.push(Rejected {
@@ -334,7 +329,7 @@ async fn ingest_batch(
             }
         }
     }
-    if encoded.is_empty() {
+    if outgoing.encoded.is_empty() {
         return Err(match first_error {
             Some((index, first)) => ApiError::NoValidEvent {
                 index,
@@ -344,18 +339,112 @@ async fn ingest_batch(
             None => ApiError::Internal,
         });
     }
-    state.limit_key(identity.as_ref(), encoded.len())?;
-    state.publish(&encoded).await?;
-    state.metrics.events_accepted.inc_by(encoded.len() as u64);
+    state.send(identity.as_ref(), &outgoing).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Accepted {
-            accepted: ids.len(),
-            ids,
+            accepted: outgoing.ids.len(),
+            ids: outgoing.ids,
             rejected: Some(rejected),
         }),
     )
         .into_response())
+}
+
+/// The valid events of one request on their way to the stream: the id of
+/// each in request order, and each event with an `event_id` sent once.
+struct Outgoing {
+    ids: Vec<Uuid>,
+    encoded: Vec<Encoded>,
+    /// Events of this request by dedup key, for the ones with an
+    /// `event_id`: a repeat within the request is the same event, answered
+    /// with the first one's id (the id that will find the stored row) and
+    /// not sent twice.
+    keyed: HashMap<Uuid, Uuid>,
+}
+
+impl Outgoing {
+    fn with_capacity(events: usize) -> Self {
+        Self {
+            ids: Vec::with_capacity(events),
+            encoded: Vec::with_capacity(events),
+            keyed: HashMap::new(),
+        }
+    }
+
+    fn push(
+        &mut self,
+        state: &AppState,
+        event: ValidEvent,
+        now: chrono::DateTime<Utc>,
+        request_id: &RequestId,
+    ) -> Result<(), ApiError> {
+        let enriched = event.enrich(now, Some(request_id.0.clone()));
+        let dedup_key = enriched.dedup_key();
+        if enriched.event_id.is_some() {
+            match self.keyed.entry(dedup_key) {
+                Entry::Occupied(first) => {
+                    self.ids.push(*first.get());
+                    return Ok(());
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(enriched.id);
+                }
+            }
+        }
+        self.ids.push(enriched.id);
+        self.encoded.push(state.encode(&enriched, dedup_key)?);
+        Ok(())
+    }
+}
+
+/// `POST /v1/logs`: OTLP/HTTP logs, answered the OTLP way (see [`otlp`]).
+async fn ingest_otlp(
+    State(state): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(request_id): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let encoding = match otlp::Encoding::of(&headers) {
+        Ok(encoding) => encoding,
+        Err(e) => return otlp::error(otlp::Encoding::Json, e),
+    };
+    match export_logs(&state, peer, &request_id, &headers, body, encoding).await {
+        Ok(response) => response,
+        Err(e) => otlp::error(encoding, e),
+    }
+}
+
+async fn export_logs(
+    state: &AppState,
+    peer: SocketAddr,
+    request_id: &RequestId,
+    headers: &HeaderMap,
+    body: Body,
+    encoding: otlp::Encoding,
+) -> Result<Response, ApiError> {
+    let identity = state.admit(headers, peer)?;
+    let bytes = state.read_body(headers, body).await?;
+    let request = otlp::decode(&bytes, encoding)?;
+    let now = Utc::now();
+    let mut mapped = otlp::map_request(&request, &state.limits, now);
+    drop(request);
+    state
+        .metrics
+        .batch_size
+        .observe((mapped.events.len() + mapped.rejected.len()) as f64);
+    for e in &mapped.rejected {
+        state.reject(e.code.as_str());
+    }
+    let mut outgoing = Outgoing::with_capacity(mapped.events.len());
+    for event in std::mem::take(&mut mapped.events) {
+        outgoing.push(state, event, now, request_id)?;
+    }
+    if !outgoing.encoded.is_empty() {
+        state.send(identity.as_ref(), &outgoing).await?;
+    }
+    Ok(otlp::accepted(encoding, &mapped))
 }
 
 /// `GET /health/buffer`: stream depth against the high-water mark; 503 when over.

@@ -123,7 +123,8 @@ impl ApiError {
         }
     }
 
-    fn retry_after(&self) -> Option<Duration> {
+    /// How long a client should wait before retrying, when it should.
+    pub fn retry_after(&self) -> Option<Duration> {
         match self {
             ApiError::RateLimited { retry_after, .. }
             | ApiError::Backpressure { retry_after }

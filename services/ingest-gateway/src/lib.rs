@@ -1,11 +1,12 @@
-//! eventline's ingest gateway: `POST /v1/events` and `/v1/events/batch`
-//! validate events and append them to Redis Streams; a 202 means the events
-//! are in Redis.
+//! eventline's ingest gateway: `POST /v1/events`, `/v1/events/batch` and
+//! `/v1/logs` (OTLP/HTTP) validate events and append them to Redis Streams;
+//! a 202 (a 200 for OTLP) means the events are in Redis.
 //!
 //! - [`config`]: flags and environment variables;
 //! - [`app`]: state, router, handlers;
 //! - [`body`]: content types, size and time limits, gzip;
 //! - [`batch`]: splitting a batch body into events;
+//! - [`otlp`]: `POST /v1/logs`, OpenTelemetry log records as events;
 //! - [`publish`]: XADD / MULTI pipelines over auto-reconnecting connections;
 //! - [`backlog`]: stream length polling and the high-water mark;
 //! - [`rate_limit`]: local token buckets reconciled through Redis;
@@ -21,6 +22,7 @@ pub mod config;
 pub mod error;
 pub mod fuzz_checks;
 pub mod metrics;
+pub mod otlp;
 pub mod publish;
 pub mod rate_limit;
 pub mod server;

@@ -1,0 +1,447 @@
+//! OpenTelemetry logs in: `POST /v1/logs` per the OTLP/HTTP specification.
+//!
+//! A request is decoded whole (protobuf, or the OTLP JSON mapping) by
+//! `opentelemetry-proto`'s generated messages; each log record is then mapped
+//! to the contract's event fields ([`map_record`]) and held to the same rules
+//! as a JSON event ([`validate::validate_decoded`]). A record that breaks a
+//! rule is left out and counted in the answer's `partial_success`; the rest
+//! of the request goes on. Errors of the request as a whole are answered with
+//! a `google.rpc.Status` in the request's encoding, with the status codes
+//! exporters know how to treat (429, 502, 503 and 504 are retried, the
+//! others are not).
+//!
+//! The mapping (also in docs/ARCHITECTURE.md, "OTLP logs"):
+//! - `service` ← the resource's `service.name`; characters outside the
+//!   service rule become `_`, the name is cut to `MAX_SERVICE_LEN`; missing
+//!   or empty → `unknown_service`;
+//! - `message` ← the body: a string as is, any other value as its JSON text;
+//! - `timestamp` ← `timeUnixNano`, else `observedTimeUnixNano`, else the
+//!   receive time;
+//! - `metadata` ← severity, event name, trace and span ids, flags, and the
+//!   record's, resource's and scope's attributes each under a key of its own
+//!   (see [`Metadata`]);
+//! - `event_id` ← the record's `log.record.uid` attribute, when a string.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use eventline_shared::ValidEvent;
+use eventline_shared::validate::{self, DecodedFields, EventError, EventLimits};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message as _;
+use serde::ser::{Serialize, SerializeMap, Serializer};
+
+use crate::error::ApiError;
+
+/// The service of records whose resource names none: what the OpenTelemetry
+/// SDKs call a service they were not told the name of.
+pub const UNKNOWN_SERVICE: &str = "unknown_service";
+
+/// The record attribute that becomes the event's `event_id`.
+pub const RECORD_UID: &str = "log.record.uid";
+
+/// A request's encoding, which is also its answer's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Protobuf,
+    Json,
+}
+
+impl Encoding {
+    /// The encoding named by `Content-Type`; anything else is a 415.
+    pub fn of(headers: &HeaderMap) -> Result<Self, ApiError> {
+        let media = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().to_ascii_lowercase());
+        match media.as_deref() {
+            Some("application/x-protobuf" | "application/protobuf") => Ok(Self::Protobuf),
+            Some("application/json") => Ok(Self::Json),
+            _ => Err(ApiError::UnsupportedMedia(
+                "OTLP/HTTP takes Content-Type application/x-protobuf or application/json".into(),
+            )),
+        }
+    }
+
+    fn content_type(self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            Self::Protobuf => "application/x-protobuf",
+            Self::Json => "application/json",
+        })
+    }
+}
+
+/// Decodes an export request; the error says why, for a 400.
+pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<ExportLogsServiceRequest, ApiError> {
+    let invalid = |message: String| ApiError::BadRequest {
+        code: "invalid_otlp",
+        message,
+        field: None,
+    };
+    match encoding {
+        Encoding::Protobuf => ExportLogsServiceRequest::decode(bytes)
+            .map_err(|e| invalid(format!("the body is not an OTLP logs export request: {e}"))),
+        Encoding::Json => serde_json::from_slice(bytes).map_err(|e| {
+            invalid(format!(
+                "the body is not an OTLP/JSON logs export request: {e}"
+            ))
+        }),
+    }
+}
+
+/// The records of a request, mapped: the valid events in request order and
+/// what was left out.
+#[derive(Debug, Default)]
+pub struct Mapped {
+    pub events: Vec<ValidEvent>,
+    pub rejected: Vec<EventError>,
+    /// The first rejected record's place and reason, for `partial_success`.
+    pub first_reason: Option<String>,
+}
+
+/// Maps and validates every record of `request`.
+pub fn map_request(
+    request: &ExportLogsServiceRequest,
+    limits: &EventLimits,
+    now: DateTime<Utc>,
+) -> Mapped {
+    let mut mapped = Mapped::default();
+    for (r, resource_logs) in request.resource_logs.iter().enumerate() {
+        let resource = resource_logs.resource.as_ref();
+        let service = service_name(resource, limits);
+        for (s, scope_logs) in resource_logs.scope_logs.iter().enumerate() {
+            let source = Source {
+                service: &service,
+                resource,
+                scope: scope_logs.scope.as_ref(),
+            };
+            for (l, record) in scope_logs.log_records.iter().enumerate() {
+                match map_record(&source, record, limits, now) {
+                    Ok(event) => mapped.events.push(event),
+                    Err(error) => {
+                        mapped.first_reason.get_or_insert_with(|| {
+                            format!(
+                                "resourceLogs[{r}].scopeLogs[{s}].logRecords[{l}]: {}",
+                                error.message
+                            )
+                        });
+                        mapped.rejected.push(error);
+                    }
+                }
+            }
+        }
+    }
+    mapped
+}
+
+/// What a record inherits from its resource and scope.
+pub struct Source<'a> {
+    /// The resource's service name, already made to fit the service rule.
+    pub service: &'a str,
+    pub resource: Option<&'a Resource>,
+    pub scope: Option<&'a InstrumentationScope>,
+}
+
+/// One log record as an event, or the rule it breaks.
+pub fn map_record(
+    source: &Source<'_>,
+    record: &LogRecord,
+    limits: &EventLimits,
+    now: DateTime<Utc>,
+) -> Result<ValidEvent, EventError> {
+    let message = body_text(record.body.as_ref());
+    let timestamp = [record.time_unix_nano, record.observed_time_unix_nano]
+        .into_iter()
+        .find(|&nanos| nanos != 0)
+        .map(from_unix_nanos);
+    let metadata = serde_json::to_string(&Metadata { source, record }).map_err(|e| {
+        EventError::for_field(
+            validate::ErrorCode::InvalidJson,
+            "metadata",
+            format!("the record's attributes cannot be written as JSON: {e}"),
+        )
+    })?;
+    let event_id = record
+        .attributes
+        .iter()
+        .find(|kv| kv.key == RECORD_UID)
+        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            Value::StringValue(uid) => Some(uid.as_str()),
+            _ => None,
+        });
+    validate::validate_decoded(
+        DecodedFields {
+            service: source.service,
+            message: &message,
+            timestamp,
+            metadata: Some(&metadata),
+            event_id,
+        },
+        limits,
+        now,
+    )
+}
+
+/// The resource's `service.name` made to fit the service rule: each other
+/// character becomes `_`, the name is cut to the limit.
+pub fn service_name<'a>(resource: Option<&'a Resource>, limits: &EventLimits) -> Cow<'a, str> {
+    let name = resource
+        .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
+        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            Value::StringValue(name) => Some(name.as_str()),
+            _ => None,
+        })
+        .filter(|name| !name.is_empty());
+    let Some(name) = name else {
+        return Cow::Borrowed(UNKNOWN_SERVICE);
+    };
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-');
+    if name.len() <= limits.max_service_len && name.chars().all(allowed) {
+        return Cow::Borrowed(name);
+    }
+    Cow::Owned(
+        name.chars()
+            .map(|c| if allowed(c) { c } else { '_' })
+            .take(limits.max_service_len)
+            .collect(),
+    )
+}
+
+fn body_text(body: Option<&AnyValue>) -> Cow<'_, str> {
+    match body.and_then(|b| b.value.as_ref()) {
+        None => Cow::Borrowed(""),
+        Some(Value::StringValue(text)) => Cow::Borrowed(text),
+        Some(other) => Cow::Owned(serde_json::to_string(&Any(Some(other))).unwrap_or_default()),
+    }
+}
+
+fn from_unix_nanos(nanos: u64) -> DateTime<Utc> {
+    const NANOS: u64 = 1_000_000_000;
+    // u64 nanoseconds end in 2554, well inside chrono's range.
+    DateTime::from_timestamp((nanos / NANOS) as i64, (nanos % NANOS) as u32).unwrap_or_default()
+}
+
+/// A record's metadata object; each key is written only when the record
+/// has it.
+struct Metadata<'a> {
+    source: &'a Source<'a>,
+    record: &'a LogRecord,
+}
+
+impl Serialize for Metadata<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let record = self.record;
+        let mut map = serializer.serialize_map(None)?;
+        if !record.severity_text.is_empty() {
+            map.serialize_entry("severity_text", &record.severity_text)?;
+        }
+        if record.severity_number != 0 {
+            map.serialize_entry("severity_number", &record.severity_number)?;
+        }
+        if !record.event_name.is_empty() {
+            map.serialize_entry("event_name", &record.event_name)?;
+        }
+        if let Some(id) = id_hex(&record.trace_id, 16) {
+            map.serialize_entry("trace_id", &id)?;
+        }
+        if let Some(id) = id_hex(&record.span_id, 8) {
+            map.serialize_entry("span_id", &id)?;
+        }
+        if record.flags != 0 {
+            map.serialize_entry("flags", &record.flags)?;
+        }
+        if !record.attributes.is_empty() {
+            map.serialize_entry("attributes", &Attributes(&record.attributes))?;
+        }
+        if record.dropped_attributes_count != 0 {
+            map.serialize_entry("dropped_attributes_count", &record.dropped_attributes_count)?;
+        }
+        if let Some(resource) = self.source.resource.filter(|r| !r.attributes.is_empty()) {
+            map.serialize_entry("resource", &Attributes(&resource.attributes))?;
+        }
+        if let Some(scope) = self
+            .source
+            .scope
+            .filter(|s| !(s.name.is_empty() && s.version.is_empty() && s.attributes.is_empty()))
+        {
+            map.serialize_entry("scope", &Scope(scope))?;
+        }
+        map.end()
+    }
+}
+
+/// A trace or span id in lowercase hex; `None` when it is absent, of the
+/// wrong length or all zeros (the specification's invalid ids).
+fn id_hex(bytes: &[u8], len: usize) -> Option<String> {
+    if bytes.len() != len || bytes.iter().all(|&b| b == 0) {
+        return None;
+    }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(len * 2);
+    for &b in bytes {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 0xf)] as char);
+    }
+    Some(out)
+}
+
+struct Scope<'a>(&'a InstrumentationScope);
+
+impl Serialize for Scope<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let scope = self.0;
+        let mut map = serializer.serialize_map(None)?;
+        if !scope.name.is_empty() {
+            map.serialize_entry("name", &scope.name)?;
+        }
+        if !scope.version.is_empty() {
+            map.serialize_entry("version", &scope.version)?;
+        }
+        if !scope.attributes.is_empty() {
+            map.serialize_entry("attributes", &Attributes(&scope.attributes))?;
+        }
+        map.end()
+    }
+}
+
+/// Key-value pairs as a JSON object, in their order.
+struct Attributes<'a>(&'a [KeyValue]);
+
+impl Serialize for Attributes<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for kv in self.0 {
+            map.serialize_entry(
+                &kv.key,
+                &Any(kv.value.as_ref().and_then(|v| v.value.as_ref())),
+            )?;
+        }
+        map.end()
+    }
+}
+
+/// An `AnyValue` as plain JSON: kvlists as objects, arrays as arrays, bytes
+/// as base64, an empty value as null.
+struct Any<'a>(Option<&'a Value>);
+
+impl Serialize for Any<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            // A string-table index means something only in profiles, which
+            // carry the table; in a log record it names nothing.
+            None | Some(Value::StringValueStrindex(_)) => serializer.serialize_unit(),
+            Some(Value::StringValue(s)) => serializer.serialize_str(s),
+            Some(Value::BoolValue(b)) => serializer.serialize_bool(*b),
+            Some(Value::IntValue(i)) => serializer.serialize_i64(*i),
+            Some(Value::DoubleValue(d)) => serializer.serialize_f64(*d),
+            Some(Value::ArrayValue(array)) => {
+                serializer.collect_seq(array.values.iter().map(|v| Any(v.value.as_ref())))
+            }
+            Some(Value::KvlistValue(list)) => Attributes(&list.values).serialize(serializer),
+            Some(Value::BytesValue(bytes)) => {
+                serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+            }
+        }
+    }
+}
+
+/// The 200 answer: an `ExportLogsServiceResponse`, with `partial_success`
+/// when records were left out.
+pub fn accepted(encoding: Encoding, mapped: &Mapped) -> Response {
+    let partial = mapped
+        .first_reason
+        .as_ref()
+        .map(|reason| ExportLogsPartialSuccess {
+            rejected_log_records: mapped.rejected.len() as i64,
+            error_message: reason.clone(),
+        });
+    let body = match encoding {
+        Encoding::Protobuf => ExportLogsServiceResponse {
+            partial_success: partial,
+        }
+        .encode_to_vec(),
+        Encoding::Json => {
+            let body = match partial {
+                Some(p) => serde_json::json!({
+                    "partialSuccess": {
+                        "rejectedLogRecords": p.rejected_log_records.to_string(),
+                        "errorMessage": p.error_message,
+                    }
+                }),
+                None => serde_json::json!({}),
+            };
+            body.to_string().into_bytes()
+        }
+    };
+    let mut response = (StatusCode::OK, body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, encoding.content_type());
+    response
+}
+
+/// `google.rpc.Status`, the body of every OTLP error answer. Written here
+/// because `opentelemetry-proto` does not carry it: two fields (`details`
+/// is never sent).
+#[derive(Clone, PartialEq, prost::Message)]
+struct Status {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+/// An error answered the OTLP way: the HTTP status and `Retry-After` of
+/// the JSON endpoints, the body a `google.rpc.Status` in `encoding`.
+pub fn error(encoding: Encoding, error: ApiError) -> Response {
+    let status = error.status();
+    let retry_after = error.retry_after();
+    let message = error.to_string();
+    let code = grpc_code(status);
+    let body = match encoding {
+        Encoding::Protobuf => Status { code, message }.encode_to_vec(),
+        Encoding::Json => serde_json::json!({ "code": code, "message": message })
+            .to_string()
+            .into_bytes(),
+    };
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, encoding.content_type());
+    if let Some(after) = retry_after {
+        headers.insert(header::RETRY_AFTER, retry_after_value(after));
+    }
+    response
+}
+
+fn retry_after_value(after: Duration) -> HeaderValue {
+    let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+    HeaderValue::from(seconds.max(1))
+}
+
+/// The gRPC status code that goes with an HTTP status, as the
+/// specification pairs them.
+fn grpc_code(status: StatusCode) -> i32 {
+    match status.as_u16() {
+        400 | 413 | 415 => 3, // INVALID_ARGUMENT
+        401 => 16,            // UNAUTHENTICATED
+        403 => 7,             // PERMISSION_DENIED
+        408 => 4,             // DEADLINE_EXCEEDED
+        429 => 8,             // RESOURCE_EXHAUSTED
+        503 => 14,            // UNAVAILABLE
+        _ => 13,              // INTERNAL
+    }
+}
+
+#[cfg(test)]
+mod tests;
