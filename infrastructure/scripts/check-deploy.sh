@@ -63,6 +63,28 @@ print("  manifests parse; kustomizations list existing files")
 PY
 }
 
+check_otel_collector() {
+    info "infrastructure/otel/collector.yaml: every pipeline part defined, the exporter aimed at the gateway"
+    "$VENV/bin/python" - infrastructure/otel/collector.yaml <<'PY'
+import sys, pathlib
+from ruamel.yaml import YAML
+path = sys.argv[1]
+config = YAML(typ="safe").load(pathlib.Path(path).read_text())
+for name, pipeline in config["service"]["pipelines"].items():
+    for kind in ("receivers", "processors", "exporters"):
+        for part in pipeline.get(kind, []):
+            if part not in (config.get(kind) or {}):
+                sys.exit(f"{path}: pipeline {name} uses {kind[:-1]} {part}, which is not defined")
+exporter = config["exporters"]["otlphttp/eventline"]
+if exporter["endpoint"].rstrip("/").endswith("/v1/logs"):
+    sys.exit(f"{path}: otlphttp appends /v1/logs itself; give the gateway's base URL")
+batch = config["processors"]["batch"]
+if batch.get("send_batch_max_size", 0) in (0, None) or batch["send_batch_max_size"] > 1000:
+    sys.exit(f"{path}: cap batch.send_batch_max_size so a request stays under MAX_BODY_BYTES")
+print("  collector config parses; pipelines use defined parts")
+PY
+}
+
 check_compose() {
     info "docker-compose.yml against the compose specification"
     "$VENV/bin/check-jsonschema" --builtin-schema vendor.compose-spec docker-compose.yml
@@ -96,6 +118,7 @@ check_dashboards() {
 ensure_tools
 check_kubernetes
 check_compose
+check_otel_collector
 check_prometheus
 check_dashboards
 info "deployment files are valid"
