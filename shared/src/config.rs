@@ -157,7 +157,7 @@ pub struct DatabaseArgs {
     #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_max_connections: u32,
     /// Longest wait for a pooled connection (including connecting), in milliseconds.
-    #[arg(long, env = "DB_ACQUIRE_TIMEOUT_MS", value_name = "DB_ACQUIRE_TIMEOUT_MS", default_value = "3000", value_parser = parse_millis)]
+    #[arg(long, env = "DB_ACQUIRE_TIMEOUT_MS", value_name = "DB_ACQUIRE_TIMEOUT_MS", default_value = "3000", value_parser = parse_positive_millis)]
     pub db_acquire_timeout: Duration,
     /// `statement_timeout` of every session, in milliseconds; 0 turns it off.
     #[arg(long, env = "DB_STATEMENT_TIMEOUT_MS", value_name = "DB_STATEMENT_TIMEOUT_MS", default_value = "30000", value_parser = parse_millis)]
@@ -262,12 +262,14 @@ mod tests {
 
     #[test]
     fn periods_and_timeouts_refuse_zero() {
-        let err = Probe::try_parse_from(["probe", "--redis-timeout", "0"]).unwrap_err();
-        let text = err.to_string();
-        assert!(
-            text.contains("REDIS_TIMEOUT_MS") && text.contains("at least 1"),
-            "{text}"
-        );
+        for (flag, var) in [
+            ("--redis-timeout", "REDIS_TIMEOUT_MS"),
+            ("--db-acquire-timeout", "DB_ACQUIRE_TIMEOUT_MS"),
+        ] {
+            let err = Probe::try_parse_from(["probe", flag, "0"]).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(var) && text.contains("at least 1"), "{text}");
+        }
         assert_eq!(
             parse_positive_seconds("0"),
             Err("must be at least 1 second".into())

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use eventline_shared::config::{
-    AuthArgs, DatabaseArgs, RedisArgs, TelemetryArgs, parse_millis, parse_positive_millis,
+    AuthArgs, DatabaseArgs, RedisArgs, TelemetryArgs, parse_positive_millis,
 };
 use eventline_shared::server::ListenArgs;
 use eventline_shared::validate::EventLimits;
@@ -50,10 +50,10 @@ pub struct HttpArgs {
     #[arg(long, env = "MAX_BATCH_EVENTS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_batch_events: u32,
     /// Longest time a client may take to send its request headers, in milliseconds.
-    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", value_name = "HEADER_READ_TIMEOUT_MS", default_value = "5000", value_parser = parse_millis)]
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", value_name = "HEADER_READ_TIMEOUT_MS", default_value = "5000", value_parser = parse_positive_millis)]
     pub header_read_timeout: Duration,
     /// Longest time a client may take to send its request body, in milliseconds.
-    #[arg(long, env = "BODY_READ_TIMEOUT_MS", value_name = "BODY_READ_TIMEOUT_MS", default_value = "10000", value_parser = parse_millis)]
+    #[arg(long, env = "BODY_READ_TIMEOUT_MS", value_name = "BODY_READ_TIMEOUT_MS", default_value = "10000", value_parser = parse_positive_millis)]
     pub body_read_timeout: Duration,
     /// Requests handled at once; beyond it, 503 with Retry-After at once.
     #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 4096)]
@@ -82,7 +82,7 @@ pub struct StreamArgs {
     #[arg(long, env = "BREAKER_FAILURES", default_value_t = 5)]
     pub breaker_failures: u32,
     /// How long the open breaker fails requests before letting one through, in milliseconds.
-    #[arg(long, env = "BREAKER_COOLDOWN_MS", value_name = "BREAKER_COOLDOWN_MS", default_value = "1000", value_parser = parse_millis)]
+    #[arg(long, env = "BREAKER_COOLDOWN_MS", value_name = "BREAKER_COOLDOWN_MS", default_value = "1000", value_parser = parse_positive_millis)]
     pub breaker_cooldown: Duration,
     /// Redis connections the hot path multiplexes requests over. One
     /// connection batches more commands per write than several (measured).
@@ -146,5 +146,24 @@ impl Config {
     pub fn check(&self) -> Result<(), ConfigError> {
         self.auth.pepper().map_err(|_| ConfigError::MissingPepper)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_and_cooldowns_refuse_zero() {
+        for (flag, var) in [
+            ("--header-read-timeout", "HEADER_READ_TIMEOUT_MS"),
+            ("--body-read-timeout", "BODY_READ_TIMEOUT_MS"),
+            ("--breaker-cooldown", "BREAKER_COOLDOWN_MS"),
+        ] {
+            let err = Config::try_parse_from(["ingest-gateway", flag, "0"]).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(var) && text.contains("at least 1"), "{text}");
+            assert!(Config::try_parse_from(["ingest-gateway", flag, "1"]).is_ok());
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use clap::Args;
-use eventline_shared::config::{DatabaseArgs, TelemetryArgs, parse_millis};
+use eventline_shared::config::{DatabaseArgs, TelemetryArgs, parse_millis, parse_positive_millis};
 
 use crate::policy::{MAX_RETENTION_DAYS, RetentionOverrides, RetentionPolicy};
 
@@ -56,7 +56,7 @@ pub struct RetentionArgs {
     /// `lock_timeout` for partition DDL, in milliseconds. A DETACH waiting for
     /// its lock blocks every insert queued behind it, so it gives up quickly
     /// and retries rather than stall ingest.
-    #[arg(long, env = "DDL_LOCK_TIMEOUT_MS", value_name = "DDL_LOCK_TIMEOUT_MS", default_value = "500", value_parser = parse_millis)]
+    #[arg(long, env = "DDL_LOCK_TIMEOUT_MS", value_name = "DDL_LOCK_TIMEOUT_MS", default_value = "500", value_parser = parse_positive_millis)]
     pub ddl_lock_timeout: Duration,
     /// Retries of a DDL statement that timed out on its lock, with backoff.
     #[arg(long, env = "DDL_LOCK_RETRIES", value_name = "DDL_LOCK_RETRIES", default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=1000))]
@@ -145,6 +145,7 @@ mod tests {
                 "DELETE_CHUNK_ROWS",
             ),
             (["probe", "--now", "yesterday"], "RETENTION_NOW"),
+            (["probe", "--ddl-lock-timeout", "0"], "DDL_LOCK_TIMEOUT_MS"),
         ] {
             let err = Probe::try_parse_from(args).unwrap_err().to_string();
             assert!(err.contains(var), "{err}");
