@@ -531,6 +531,17 @@ fn json_kind(text: &str) -> &'static str {
     }
 }
 
+/// The characters a service name is made of: `[A-Za-z0-9._:-]`.
+pub fn is_service_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')
+}
+
+/// The contract's service rule: 1 to `max_len` characters, each
+/// [`is_service_char`].
+pub fn is_service_name(name: &str, max_len: usize) -> bool {
+    (1..=max_len).contains(&name.len()) && name.chars().all(is_service_char)
+}
+
 fn check_service(service: &str, limits: &EventLimits) -> Result<(), EventError> {
     if service.is_empty() {
         return Err(EventError::new(
@@ -539,10 +550,7 @@ fn check_service(service: &str, limits: &EventLimits) -> Result<(), EventError> 
             "`service` must not be empty",
         ));
     }
-    if let Some(bad) = service
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
-    {
+    if let Some(bad) = service.chars().find(|&c| !is_service_char(c)) {
         return Err(EventError::new(
             ErrorCode::InvalidCharacters,
             "service",

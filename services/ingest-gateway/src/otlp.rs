@@ -206,13 +206,12 @@ pub fn service_name<'a>(resource: Option<&'a Resource>, limits: &EventLimits) ->
     let Some(name) = name else {
         return Cow::Borrowed(UNKNOWN_SERVICE);
     };
-    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-');
-    if name.len() <= limits.max_service_len && name.chars().all(allowed) {
+    if validate::is_service_name(name, limits.max_service_len) {
         return Cow::Borrowed(name);
     }
     Cow::Owned(
         name.chars()
-            .map(|c| if allowed(c) { c } else { '_' })
+            .map(|c| if validate::is_service_char(c) { c } else { '_' })
             .take(limits.max_service_len)
             .collect(),
     )

@@ -157,12 +157,9 @@ impl Params {
     }
 }
 
-/// The contract's service rule: 1-100 chars of `[A-Za-z0-9._:-]`.
+/// The contract's service rule at its default length (100).
 pub fn valid_service(name: &str) -> bool {
-    (1..=100).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+    eventline_shared::validate::is_service_name(name, 100)
 }
 
 /// A checked `[from, to)` window.

@@ -87,9 +87,7 @@ impl fmt::Display for RetentionOverrides {
 
 /// The contract's service-name rule (`[A-Za-z0-9._:-]{1,100}`).
 fn is_service_name(s: &str) -> bool {
-    (1..=100).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+    eventline_shared::validate::is_service_name(s, 100)
 }
 
 /// Which services a retention class covers.
