@@ -18,6 +18,10 @@
 #   EVENTLINE_TEST_REDIS_URL     redis://127.0.0.1:<port>
 #   EVENTLINE_REDIS_SERVER       path to redis-server, for tests that run their own
 #   EVENTLINE_PG_BIN             directory of initdb/pg_ctl/postgres
+#   EVENTLINE_TOOLS_PYTHON       the Python of the tools virtualenv (<target dir>/tools-venv,
+#                       load-tests/otel/requirements.txt: the OpenTelemetry SDK), built
+#                       here before the tests and rebuilt only when the requirements or
+#                       python3 change
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=common.sh
@@ -46,6 +50,42 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+TOOLS_REQUIREMENTS=load-tests/otel/requirements.txt
+
+# The tools virtualenv the tests drive real clients from (the OpenTelemetry
+# Python SDK). A stamp holds the hash of the requirements and of python3's
+# version: a warm run only compares it.
+ensure_tools_venv() {
+    local target venv stamp want
+    target=${CARGO_TARGET_DIR:-target}
+    [[ $target == /* ]] || target=$EVENTLINE_ROOT/$target
+    venv=$target/tools-venv
+    stamp=$venv/.requirements.sha256
+    if ! command -v python3 >/dev/null; then
+        is_root || die "python3 not found (the tools virtualenv needs it): sudo apt-get install -y python3 python3-venv"
+        apt_install python3 python3-venv
+    fi
+    want=$({
+        python3 -c 'import sys; print(sys.version, sys.executable)'
+        cat "$TOOLS_REQUIREMENTS"
+    } | sha256sum | cut -d' ' -f1)
+    if [[ ! -x $venv/bin/python || ! -f $stamp || $(<"$stamp") != "$want" ]]; then
+        step "tools virtualenv $venv ($TOOLS_REQUIREMENTS)"
+        rm -f "$stamp"
+        if ! python3 -m venv --clear "$venv"; then
+            # Debian and Ubuntu ship venv's pip bootstrap separately.
+            is_root || die "python3 -m venv failed: sudo apt-get install -y python3-venv"
+            apt_install python3-venv
+            python3 -m venv --clear "$venv"
+        fi
+        # --no-deps: every package is pinned in the file; pip check proves none is missing.
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps -r "$TOOLS_REQUIREMENTS"
+        "$venv/bin/python" -m pip check
+        printf '%s\n' "$want" >"$stamp"
+    fi
+    export EVENTLINE_TOOLS_PYTHON=$venv/bin/python
+}
 
 start_databases() {
     ensure_redis
@@ -108,6 +148,7 @@ run_checks() {
     fi
 }
 
+ensure_tools_venv
 start_databases
 if [[ -n ${EVENTLINE_TEST_CMD:-} ]]; then
     step "EVENTLINE_TEST_CMD: $EVENTLINE_TEST_CMD"
