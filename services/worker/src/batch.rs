@@ -5,7 +5,10 @@
 //! Invariant: an entry is acked only once it is stored (committed), known
 //! to be a duplicate of an entry that holds its dedup claim, or written to
 //! the dead-letter stream. Transient failures are retried here until they
-//! pass (or the process ends), never acked around.
+//! pass, never acked around; when the worker is stopping, a failing step
+//! gives up instead and leaves the whole batch pending, for another worker
+//! to claim (redelivery is safe at every step: claims are held by entry id,
+//! inserts of redeliveries are guarded).
 
 use std::ops::Range;
 use std::time::Duration;
@@ -95,7 +98,10 @@ pub async fn process(state: &State, batch: Batch) {
         .iter()
         .map(|(i, row)| (row.dedup_key, entries[*i].id.as_str()))
         .collect();
-    let claims = redis_retrying(state, "dedup claim", || dedup::claim(state, &keys)).await;
+    let Some(claims) = redis_retrying(state, "dedup claim", || dedup::claim(state, &keys)).await
+    else {
+        return left_pending(&stream, entries.len());
+    };
     let mut rows = Vec::with_capacity(decoded.len());
     let mut row_entry = Vec::with_capacity(decoded.len());
     // Fresh unless some row is a redelivery of our own claim, whose earlier
@@ -126,7 +132,9 @@ pub async fn process(state: &State, batch: Batch) {
     failpoint::hit("after_claim");
 
     // Step 3: the insert; rows PostgreSQL refuses come back one by one.
-    let refused = insert_bisecting(state, &heartbeat, &rows, kind).await;
+    let Some(refused) = insert_bisecting(state, &heartbeat, &rows, kind).await else {
+        return left_pending(&stream, entries.len());
+    };
     failpoint::hit("after_commit");
     let mut refused_rows = vec![false; rows.len()];
     let mut release = Vec::with_capacity(refused.len());
@@ -158,10 +166,14 @@ pub async fn process(state: &State, batch: Batch) {
 
     // Step 6: dead letters before their acks.
     if !letters.is_empty() {
-        redis_retrying(state, "dead-letter", || {
+        if redis_retrying(state, "dead-letter", || {
             dead_letter::send(state, &stream, &letters)
         })
-        .await;
+        .await
+        .is_none()
+        {
+            return left_pending(&stream, entries.len());
+        }
         for letter in &letters {
             state.metrics.dead_lettered(letter.reason).inc();
             if letter.reason != DeadLetterReason::Data {
@@ -184,12 +196,17 @@ pub async fn process(state: &State, batch: Batch) {
             ack.push(&letter.entry.id);
         }
         // Not stored, so a later retry of the same event must be able to claim.
-        redis_retrying(state, "dedup release", || dedup::release(state, &release)).await;
+        if redis_retrying(state, "dedup release", || dedup::release(state, &release))
+            .await
+            .is_none()
+        {
+            return left_pending(&stream, entries.len());
+        }
     }
 
     // Step 4: XACK, only now.
     if !ack.is_empty() {
-        redis_retrying(state, "XACK", || async {
+        let acked = redis_retrying(state, "XACK", || async {
             let mut conn = state.redis_conn().await?;
             redis::cmd("XACK")
                 .arg(&stream)
@@ -199,18 +216,33 @@ pub async fn process(state: &State, batch: Batch) {
                 .await
         })
         .await;
+        if acked.is_none() {
+            left_pending(&stream, entries.len());
+        }
     }
+}
+
+/// A batch given up because the worker is stopping: its entries stay
+/// pending in the group and are claimed by another worker after
+/// `CLAIM_IDLE` (or by this one when it starts again).
+fn left_pending(stream: &str, entries: usize) {
+    tracing::warn!(
+        stream,
+        entries,
+        "stopping while a step kept failing; the batch stays pending for another worker"
+    );
 }
 
 /// Inserts `rows`, splitting any part PostgreSQL refuses in halves until the
 /// refused rows stand alone; everything else is committed. Returns the
-/// refused rows' indexes with PostgreSQL's error.
+/// refused rows' indexes with PostgreSQL's error, or `None` when the worker
+/// stopped while the database kept failing.
 async fn insert_bisecting(
     state: &State,
     heartbeat: &Heartbeat<'_>,
     rows: &[EventRow<'_>],
     kind: Rows,
-) -> Vec<(usize, String)> {
+) -> Option<Vec<(usize, String)>> {
     let mut refused = Vec::new();
     let mut todo: Vec<Range<usize>> = Vec::with_capacity(16);
     todo.push(0..rows.len());
@@ -234,8 +266,9 @@ async fn insert_bisecting(
                         .observe(seconds_between(row.event.ingested_at, now));
                 }
             }
-            Err(e) if range.len() == 1 => refused.push((range.start, e.to_string())),
-            Err(e) => {
+            Err(Halt::Stopping) => return None,
+            Err(Halt::Refused(e)) if range.len() == 1 => refused.push((range.start, e.to_string())),
+            Err(Halt::Refused(e)) => {
                 tracing::debug!(rows = range.len(), error = %e, "batch refused; bisecting");
                 let mid = range.start + range.len() / 2;
                 todo.push(mid..range.end);
@@ -243,20 +276,35 @@ async fn insert_bisecting(
             }
         }
     }
-    refused
+    Some(refused)
+}
+
+/// Why an insert did not commit.
+enum Halt {
+    /// PostgreSQL refused the data: retrying the same rows cannot succeed.
+    Refused(sqlx::Error),
+    /// The worker is stopping and the database kept failing.
+    Stopping,
 }
 
 /// One insert, retried through transient errors (with backoff and the
-/// circuit breaker) until it commits or PostgreSQL refuses the data.
+/// circuit breaker) until it commits, PostgreSQL refuses the data, or the
+/// worker stops.
 async fn insert_retrying(
     state: &State,
     heartbeat: &Heartbeat<'_>,
     rows: &[EventRow<'_>],
     kind: Rows,
-) -> Result<u64, sqlx::Error> {
+) -> Result<u64, Halt> {
     let mut backoff = Backoff::new(state.config.retry_base, state.config.retry_max);
     loop {
-        state.breaker.ready().await;
+        // Biased: a closed breaker means "try", even while stopping (the
+        // batches in hand are finished when the database answers).
+        tokio::select! {
+            biased;
+            () = state.breaker.ready() => {}
+            () = state.stopping.cancelled() => return Err(Halt::Stopping),
+        }
         let start = Instant::now();
         let method = state.config.insert_method;
         let result = match kind {
@@ -282,14 +330,16 @@ async fn insert_retrying(
             }
             Err(InsertError::Data(e)) => {
                 state.breaker.success();
-                return Err(e);
+                return Err(Halt::Refused(e));
             }
             Err(InsertError::Transient(e)) => {
                 state.breaker.failure();
                 state.metrics.transient_errors.inc();
                 let delay = backoff.next_delay();
                 tracing::warn!(error = %e, rows = rows.len(), retry_in_ms = delay.as_millis() as u64, "insert failed; will retry");
-                tokio::time::sleep(delay).await;
+                if !pause_unless_stopping(state, delay).await {
+                    return Err(Halt::Stopping);
+                }
                 heartbeat.beat_if_due().await;
             }
         }
@@ -346,8 +396,9 @@ impl<'a> Heartbeat<'a> {
     }
 }
 
-/// Runs a Redis step until it succeeds, with backoff between attempts.
-async fn redis_retrying<T, F, Fut>(state: &State, what: &'static str, mut step: F) -> T
+/// Runs a Redis step until it succeeds, with backoff between attempts;
+/// `None` when the worker stopped while it kept failing.
+async fn redis_retrying<T, F, Fut>(state: &State, what: &'static str, mut step: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, redis::RedisError>>,
@@ -355,14 +406,25 @@ where
     let mut backoff = Backoff::new(state.config.retry_base, state.config.retry_max);
     loop {
         match step().await {
-            Ok(value) => return value,
+            Ok(value) => return Some(value),
             Err(e) => {
                 state.metrics.transient_errors.inc();
                 let delay = backoff.next_delay();
                 tracing::warn!(error = %e, step = what, retry_in_ms = delay.as_millis() as u64, "Redis step failed; will retry");
-                tokio::time::sleep(delay).await;
+                if !pause_unless_stopping(state, delay).await {
+                    return None;
+                }
             }
         }
+    }
+}
+
+/// Waits `delay` before a retry; `false`, at once, when the worker is
+/// stopping (or stops meanwhile).
+async fn pause_unless_stopping(state: &State, delay: Duration) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => !state.stopping.is_cancelled(),
+        () = state.stopping.cancelled() => false,
     }
 }
 

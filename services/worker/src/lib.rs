@@ -86,6 +86,9 @@ pub struct State {
     pub pg: PgPool,
     pub metrics: Metrics,
     pub breaker: CircuitBreaker,
+    /// Cancelled when the worker stops: the retry loops give up then and
+    /// leave their entries pending for another worker (nothing is acked).
+    pub stopping: CancellationToken,
 }
 
 impl State {
@@ -140,6 +143,7 @@ impl Worker {
             pg,
             metrics,
             breaker,
+            stopping: CancellationToken::new(),
         });
         for shard in 0..state.config.stream_shards {
             let stream = state.keys.stream(shard);
@@ -206,6 +210,7 @@ pub async fn run(
             .router()
             .fallback(eventline_shared::http_error::no_route)
             .method_not_allowed_fallback(eventline_shared::http_error::method_not_allowed),
+        server::ConnectionLimits::default(),
         shutdown.clone(),
         grace,
     ));
@@ -222,14 +227,12 @@ pub async fn run(
     tasks.spawn(trim::run(state.clone(), shutdown.clone()));
 
     shutdown.cancelled().await;
+    state.stopping.cancel();
     tracing::info!("shutting down: finishing the batches in hand");
     if shutdown::drain(&tasks, grace).await {
         tracing::info!("all batches finished");
     }
-    match server.await {
-        Ok(result) => result,
-        Err(e) => Err(std::io::Error::other(e)),
-    }
+    server.await.map_err(std::io::Error::other)
 }
 
 /// The worker's part of `/health/detailed`: each shard's length, pending

@@ -139,3 +139,73 @@ async fn postgres_stopped_under_load() {
 async fn postgres_stopped_longer_than_dedup_ttl() {
     outage(Duration::from_secs(5), "2").await;
 }
+
+/// SIGTERM while PostgreSQL is down: the batches waiting for it give up
+/// at once instead of retrying through the whole grace period; their
+/// entries stay pending, and a worker started after the outage stores
+/// every event exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_during_a_database_outage_is_prompt_and_loses_nothing() {
+    let env = TestEnv::new().await;
+    let pg = LocalPostgres::start().expect("a private PostgreSQL starts");
+    let pool = sqlx::PgPool::connect(&pg.url()).await.unwrap();
+    schema::migrate(&pool).await.unwrap();
+    let mut config = config_for(
+        &env.redis,
+        private_pg_args(&pg),
+        &[
+            "--claim-idle",
+            "1000",
+            "--claim-interval",
+            "200",
+            "--retry-base",
+            "50",
+            "--retry-max",
+            "500",
+            "--breaker-open",
+            "500",
+        ],
+    );
+    config.listen.shutdown_grace = Duration::from_secs(30);
+    let first = events(300);
+    env.add(&first).await;
+    let worker = InProcess::start(config.clone()).await;
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            row_count(&pool).await == 300
+        })
+        .await
+    );
+    pool.close().await;
+
+    pg.down().expect("PostgreSQL stops");
+    let second = events(300);
+    env.add(&second).await;
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            worker.metric(worker::metrics::TRANSIENT_ERRORS, None) > 0.0
+        })
+        .await,
+        "the worker meets the outage"
+    );
+    let stopping = tokio::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), worker.stop())
+        .await
+        .expect("stops well within its 30 s grace period while PostgreSQL is down");
+    let took = stopping.elapsed();
+    assert!(
+        env.stats().await.pending > 0,
+        "the waiting batch stays pending"
+    );
+
+    pg.up().expect("PostgreSQL starts again");
+    let pool = sqlx::PgPool::connect(&pg.url()).await.unwrap();
+    let mut again = config;
+    again.worker.consumer = Some("after-the-outage".into());
+    let after = InProcess::start(again).await;
+    env.wait_drained(Duration::from_secs(60)).await;
+    let all: Vec<_> = first.into_iter().chain(second).collect();
+    assert_exactly_once(&pool, &all).await;
+    after.stop().await;
+    eprintln!("stopped {took:?} after SIGTERM with PostgreSQL down");
+}
