@@ -14,7 +14,7 @@
 //! - [`shutdown`]: SIGTERM/SIGINT to a cancellation token, draining;
 //! - [`redis_pool`], [`pg_pool`]: connection pools with timeouts;
 //! - [`schema`]: embedded migrations and daily partitions;
-//! - [`server`]: `--listen`, binding, serving until shutdown with a grace period;
+//! - [`server`]: `--listen`, binding, the HTTP/1 loop (header-read timeout, connection cap, lingering close, graceful shutdown);
 //! - [`api_key`]: key generation, hashing, storage and lookup;
 //! - [`key_store`]: API-key checks from an in-memory snapshot reloaded in the background;
 //! - `testkit` (feature `testkit`): isolated databases and key prefixes for tests.

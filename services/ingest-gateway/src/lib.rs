@@ -10,7 +10,6 @@
 //! - [`publish`]: XADD / MULTI pipelines over auto-reconnecting connections;
 //! - [`backlog`]: stream length polling and the high-water mark;
 //! - [`rate_limit`]: local token buckets reconciled through Redis;
-//! - [`server`]: the hyper accept loop with timeouts and a connection cap;
 //! - [`metrics`]: the `eventline_ingest_*` metrics;
 //! - [`fuzz_checks`]: the properties the fuzz targets check, replayed by tests.
 
@@ -25,7 +24,6 @@ pub mod metrics;
 pub mod otlp;
 pub mod publish;
 pub mod rate_limit;
-pub mod server;
 
 use std::sync::Arc;
 
@@ -34,6 +32,7 @@ use eventline_shared::key_store::KeyStore;
 use eventline_shared::pg_pool::{self, PgSetupError};
 use eventline_shared::redis_keys::{CONSUMER_GROUP, RedisKeys};
 use eventline_shared::redis_pool::{self, RedisSetupError};
+use eventline_shared::server::{self, ConnectionLimits};
 use eventline_shared::shutdown;
 use eventline_shared::stream_stats;
 use prometheus::Registry;
@@ -210,11 +209,15 @@ pub async fn run(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "ingest gateway listening");
     }
+    let limits = ConnectionLimits {
+        header_read_timeout: config.http.header_read_timeout,
+        max_connections: config.http.max_connections,
+        refused: Some(gateway.metrics.connections_refused.clone()),
+    };
     server::serve(
         listener,
         gateway.router,
-        &config.http,
-        gateway.metrics,
+        limits,
         shutdown,
         config.listen.shutdown_grace,
     )

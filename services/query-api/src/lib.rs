@@ -60,8 +60,6 @@ pub enum StartError {
     Keys(#[source] sqlx::Error),
     #[error("cannot register metrics: {0}")]
     Metrics(#[from] prometheus::Error),
-    #[error(transparent)]
-    Serve(#[from] std::io::Error),
 }
 
 /// A started query-api: its router and the background tasks behind it.
@@ -164,7 +162,14 @@ pub async fn run(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "query-api listening");
     }
-    server::serve(listener, api.router, shutdown, config.listen.shutdown_grace).await?;
+    server::serve(
+        listener,
+        api.router,
+        server::ConnectionLimits::default(),
+        shutdown,
+        config.listen.shutdown_grace,
+    )
+    .await;
     shutdown::drain(&api.tasks, config.listen.shutdown_grace).await;
     tracing::info!("query-api stopped");
     Ok(())

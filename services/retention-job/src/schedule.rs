@@ -121,16 +121,21 @@ pub async fn run(
         .with_details(details)
         .router();
 
-    let serving = server::serve(listener, router, shutdown.clone(), grace);
+    let serving = server::serve(
+        listener,
+        router,
+        server::ConnectionLimits::default(),
+        shutdown.clone(),
+        grace,
+    );
     let stopping = async {
         shutdown.cancelled().await;
         let stopped = scheduler.shutdown().await;
         shutdown::drain(&tracker, grace).await;
         stopped
     };
-    let (served, stopped) = tokio::join!(serving, stopping);
+    let ((), stopped) = tokio::join!(serving, stopping);
     tracing::info!("retention-job stopped");
-    served?;
     stopped?;
     Ok(())
 }

@@ -12,6 +12,8 @@ use tokio::net::TcpStream;
 
 /// How long a test waits for a whole response.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long [`request_whole_body_first`] may take to write its request.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub struct Response {
     pub status: u16,
@@ -112,6 +114,33 @@ pub async fn request_from(
         .expect("write head");
     stream.write_all(body).await.expect("write body");
     read_response(&mut stream).await.expect("a response")
+}
+
+/// Sends `head` and `body` the way Python's `urllib` and `requests` and the
+/// OpenTelemetry exporters do: every byte written before a byte of the
+/// response is read. A server that answers early and then closes while the
+/// body is still coming makes this an error (broken pipe, connection reset)
+/// instead of its answer; one that stops reading without closing makes the
+/// write time out instead of hanging the test.
+pub async fn request_whole_body_first(
+    addr: SocketAddr,
+    head: &str,
+    body: &[u8],
+) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect(addr).await?;
+    let write = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body).await?;
+        stream.flush().await
+    };
+    tokio::time::timeout(WRITE_TIMEOUT, write)
+        .await
+        .map_err(|_| std::io::Error::other("the server stopped reading the request"))??;
+    let mut raw = Vec::new();
+    tokio::time::timeout(READ_TIMEOUT, stream.read_to_end(&mut raw))
+        .await
+        .map_err(|_| std::io::Error::other("the response did not end"))??;
+    parse_response(&raw).ok_or_else(|| std::io::Error::other("no complete response"))
 }
 
 /// Reads a response until the server closes the connection; `None` when it

@@ -5,4 +5,6 @@ mod corpus;
 mod faults;
 mod helpers;
 mod ingest;
+mod linger;
+mod otlp;
 mod security;

@@ -36,7 +36,7 @@ fn string(s: &str) -> Option<AnyValue> {
 
 fn record(body: &str, attributes: &[(&str, &str)]) -> LogRecord {
     LogRecord {
-        time_unix_nano: Utc::now().timestamp_nanos_opt().unwrap() as u64,
+        time_unix_nano: Utc::now().timestamp_nanos_opt().expect("a time within u64") as u64,
         severity_number: 13,
         severity_text: "WARN".into(),
         body: string(body),
@@ -150,9 +150,7 @@ async fn json_and_gzip_are_accepted_and_answered_in_json() {
     assert_eq!(metadata["scope"]["name"], "lib");
 
     // Every record rejected: still a 200, with the count.
-    let stale = format!(
-        r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{{"timeUnixNano":"1000","body":{{"stringValue":"x"}}}}]}}]}}]}}"#
-    );
+    let stale = r#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"timeUnixNano":"1000","body":{"stringValue":"x"}}]}]}]}"#;
     let res = request(gw.addr, "POST", "/v1/logs", &[JSON], stale.as_bytes()).await;
     assert_eq!(res.status, 200);
     let json = res.json();

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use eventline_shared::testkit::http::{head, request_whole_body_first};
+
 use crate::helpers::{request, secured_app, wait_until};
 
 #[tokio::test]
@@ -74,4 +76,23 @@ async fn scopes_decide() {
     assert_eq!(res.header("x-request-id"), Some("abc-1"));
     let res = app.get("/v1/events").await;
     assert!(res.header("x-request-id").is_some());
+}
+
+/// An answer given before the body is read reaches a client that writes its
+/// whole request first (Python's `requests`): the server reads and discards
+/// the rest before closing instead of resetting the connection.
+#[tokio::test]
+async fn linger_an_early_401_reaches_a_client_that_sends_the_whole_body_first() {
+    let app = secured_app(&[]).await;
+    let body = vec![b' '; 4 << 20];
+    let json = [("Content-Type", "application/json")];
+    let res = request_whole_body_first(
+        app.addr,
+        &head("POST", "/v1/dlq/replay", &json, body.len()),
+        &body,
+    )
+    .await
+    .expect("a 401, not a reset or a broken pipe");
+    assert_eq!(res.status, 401);
+    assert_eq!(res.error_code(), "missing_api_key");
 }
