@@ -9,12 +9,16 @@
 #
 # Steps: ceilings (redis-benchmark XADD with the mean stream-entry size of the
 # generated events; a bare COPY of the same rows into a daily-partitioned
-# table), then four runs of eventline-load with --e2e: batch closed loop (the
-# most the gateway accepts), batch open loop at BENCH_BATCH_RATE, single events
-# open loop at BENCH_SINGLE_RATE, and batch at half the sustained rate for the
-# lag. Resident memory (VmHWM, VmRSS) of the gateway and the worker is read
-# from /proc at the end, and the CPU time each process (generator, gateway,
-# worker, Redis, PostgreSQL) used in each run from /proc before and after it.
+# table), then six runs of eventline-load with --e2e: batch closed loop (the
+# most the gateway accepts); OTLP/HTTP protobuf logs against JSON batches on
+# equal terms (closed loop, the same events, back to back; every JSON event
+# with an event_id, as every OTLP record has, so both do the same keyed work:
+# dedup key from service + event_id, the event_id stored); batch open loop at
+# BENCH_BATCH_RATE, single events open loop at BENCH_SINGLE_RATE, and batch at
+# half the sustained rate for the lag. Resident memory (VmHWM, VmRSS) of the
+# gateway and the worker is read from /proc at the end, and the CPU time each
+# process (generator, gateway, worker, Redis, PostgreSQL) used in each run from
+# /proc before and after it.
 # The tables are printed and everything is written to bench-results/<UTC time>/.
 #
 # Environment: BENCH_DURATION (30s), BENCH_BATCH_RATE (60000 events/s),
@@ -196,6 +200,8 @@ run() {
 }
 
 run batch-max --mode closed -c 8 -b 100 --duration "$DURATION"
+run batch-max-keyed --mode closed -c 8 -b 100 --event-id-share 1 --duration "$DURATION"
+run otlp-max --mode closed -c 8 -b 100 --format otlp --duration "$DURATION"
 run batch-sustained --rate "$BATCH_RATE" -c 16 -b 100 --duration "$DURATION"
 run single --rate "$SINGLE_RATE" -c "${BENCH_SINGLE_CONNECTIONS:-256}" -b 0 --duration "$DURATION"
 SUSTAINED=$(grep -o '"events_per_second": [0-9.]*' "$OUT/batch-sustained.json" | head -1 | awk '{printf "%.0f", $2}')
@@ -223,5 +229,9 @@ Ratios divide our figure by the ceiling measured in this run: ÷ XADD is events 
 requests) per second over redis-benchmark's XADD entries per second with the same
 payload size; ÷ COPY is stored events per second over a bare COPY of the same rows.
 "stream max" is the most entries the worker's group had undelivered or pending.
+The last table sets otlp-max (OTLP/HTTP protobuf on /v1/logs) beside
+batch-max-keyed (JSON batches, every event with an event_id): both closed loop,
+-c 8 -b 100, the same events. OTLP ÷ JSON: under 1 in a CPU row, OTLP costs
+less per record; under 1 in the stored-per-second row, it is slower.
 Everything (load generator, gateway, worker, Redis, PostgreSQL) shares $(nproc) cores.
 EOF

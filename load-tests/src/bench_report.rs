@@ -5,12 +5,14 @@
 //! Files read (any may be missing; its rows are then left out):
 //! `xadd.json` (`{"entries_per_second", "payload_bytes"}` from
 //! redis-benchmark), `copy.json` ([`crate::ceiling::CopyCeiling`]),
-//! `batch-max.json`, `batch-sustained.json`, `single.json`, `lag.json`
-//! ([`crate::stats::Report`]), `memory.json`
-//! (`{"gateway": {"vmrss_kib", "vmhwm_kib"}, "worker": {…}}`),
+//! `batch-max.json`, `batch-sustained.json`, `single.json`, `lag.json`,
+//! `batch-max-keyed.json`, `otlp-max.json` ([`crate::stats::Report`]),
+//! `memory.json` (`{"gateway": {"vmrss_kib", "vmhwm_kib"}, "worker": {…}}`),
 //! `stream.json` (`{"<run>": {"max_len"}}`) and `cpu-<run>.json`
 //! (`{"wall_seconds", "cpu_seconds": {"<process>": seconds, …}}`), from which
-//! a second table gives each process's CPU per event and in cores.
+//! a second table gives each process's CPU per event and in cores, and a
+//! third sets the OTLP run beside the JSON batch run of the same shape
+//! ([`otlp_vs_json`]).
 
 use std::path::Path;
 
@@ -41,6 +43,26 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
         _ => None,
     }
 }
+
+/// What reached PostgreSQL per second from the first send until the stream
+/// had drained: the rate a run sustained end to end.
+fn stored_rate(r: &Value) -> Option<f64> {
+    match (
+        f(r, &["e2e", "stored"]),
+        f(r, &["elapsed_seconds"]),
+        f(r, &["e2e", "drain_seconds"]),
+    ) {
+        (Some(stored), Some(send), Some(drain)) if send + drain > 0.0 => {
+            Some(stored / (send + drain))
+        }
+        _ => None,
+    }
+}
+
+/// The JSON batch run that the OTLP run is compared with: the same closed
+/// loop, every event with an `event_id`.
+const KEYED_RUN: &str = "batch-max-keyed";
+const OTLP_RUN: &str = "otlp-max";
 
 pub fn rows(dir: &Path) -> Vec<Row> {
     let mut out = Vec::new();
@@ -105,18 +127,7 @@ pub fn rows(dir: &Path) -> Vec<Row> {
     if let Some(r) = load(dir, "batch-sustained.json") {
         let eps = f(&r, &["events_per_second"]);
         let e2e = |k: &str| f(&r, &["e2e", k]).unwrap_or(f64::NAN);
-        // What reached PostgreSQL per second from the first send until the
-        // stream had drained: the rate the pipeline sustains end to end.
-        let stored_rate = match (
-            f(&r, &["e2e", "stored"]),
-            f(&r, &["elapsed_seconds"]),
-            f(&r, &["e2e", "drain_seconds"]),
-        ) {
-            (Some(stored), Some(send), Some(drain)) if send + drain > 0.0 => {
-                Some(stored / (send + drain))
-            }
-            _ => None,
-        };
+        let stored_rate = stored_rate(&r);
         let max_len = stream
             .as_ref()
             .and_then(|s| f(s, &["batch-sustained", "max_len"]))
@@ -136,6 +147,38 @@ pub fn rows(dir: &Path) -> Vec<Row> {
             stored_rate.or(eps),
             true,
         ));
+    }
+    for (run, figure, unit, target) in [
+        (
+            KEYED_RUN,
+            "batch ingest, every event with an event_id, closed loop, end to end",
+            "events",
+            "",
+        ),
+        (
+            OTLP_RUN,
+            "OTLP/HTTP logs (protobuf), closed loop, end to end",
+            "records",
+            "CPU per record <= the JSON batch's",
+        ),
+    ] {
+        if let Some(r) = load(dir, &format!("{run}.json")) {
+            let rate = stored_rate(&r);
+            out.push(row(
+                figure,
+                format!(
+                    "{:.0} {unit}/s stored from the first send until drained, {:.0}/s accepted (p99 {:.1} ms); lost {}, duplicates {}",
+                    rate.unwrap_or(f64::NAN),
+                    f(&r, &["events_per_second"]).unwrap_or(0.0),
+                    f(&r, &["latency", "p99_ms"]).unwrap_or(f64::NAN),
+                    f(&r, &["e2e", "lost"]).unwrap_or(f64::NAN),
+                    f(&r, &["e2e", "duplicates"]).unwrap_or(f64::NAN),
+                ),
+                target,
+                rate,
+                true,
+            ));
+        }
     }
     if let Some(r) = load(dir, "single.json") {
         let rps = f(&r, &["requests_per_second"]);
@@ -237,7 +280,14 @@ pub struct CpuRow {
 
 pub fn cpu_rows(dir: &Path) -> Vec<CpuRow> {
     let mut out = Vec::new();
-    for run in ["batch-max", "batch-sustained", "single", "lag"] {
+    for run in [
+        "batch-max",
+        KEYED_RUN,
+        OTLP_RUN,
+        "batch-sustained",
+        "single",
+        "lag",
+    ] {
         let (Some(cpu), Some(report)) = (
             load(dir, &format!("cpu-{run}.json")),
             load(dir, &format!("{run}.json")),
@@ -288,14 +338,93 @@ pub fn render_cpu(rows: &[CpuRow]) -> String {
     out
 }
 
+/// One figure of the OTLP run beside the JSON batch run's.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Versus {
+    pub figure: String,
+    pub json: f64,
+    pub otlp: f64,
+    /// OTLP ÷ JSON.
+    pub ratio: Option<f64>,
+    /// Decimals shown.
+    #[serde(skip)]
+    pub decimals: usize,
+}
+
+/// The OTLP run against the keyed JSON batch run of the same run: records
+/// (events) per second end to end, then each process's µs of CPU per
+/// record and all of them. Empty unless both runs are there.
+pub fn otlp_vs_json(dir: &Path, cpu: &[CpuRow]) -> Vec<Versus> {
+    let (Some(json), Some(otlp)) = (
+        load(dir, &format!("{KEYED_RUN}.json")),
+        load(dir, &format!("{OTLP_RUN}.json")),
+    ) else {
+        return Vec::new();
+    };
+    let versus = |figure: String, json: Option<f64>, otlp: Option<f64>| Versus {
+        figure,
+        json: json.unwrap_or(f64::NAN),
+        otlp: otlp.unwrap_or(f64::NAN),
+        ratio: ratio(otlp, json),
+        decimals: 1,
+    };
+    let mut out = vec![Versus {
+        decimals: 0,
+        ..versus(
+            "stored per second, end to end".into(),
+            stored_rate(&json),
+            stored_rate(&otlp),
+        )
+    }];
+    let find = |run: &str| cpu.iter().find(|r| r.run == run);
+    if let (Some(json), Some(otlp)) = (find(KEYED_RUN), find(OTLP_RUN)) {
+        for (i, (_, name)) in PROCESSES.iter().enumerate() {
+            out.push(versus(
+                format!("µs of CPU per record: {name}"),
+                json.micros_per_event.get(i).copied(),
+                otlp.micros_per_event.get(i).copied(),
+            ));
+        }
+        out.push(versus(
+            "µs of CPU per record: all".into(),
+            Some(json.micros_per_event.iter().sum()),
+            Some(otlp.micros_per_event.iter().sum()),
+        ));
+    }
+    out
+}
+
+pub fn render_versus(rows: &[Versus]) -> String {
+    let mut out = format!(
+        "| OTLP ({OTLP_RUN}) beside JSON batches ({KEYED_RUN}), same shape | JSON batch | OTLP | OTLP ÷ JSON |\n|---|---|---|---|\n"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "| {} | {:.*} | {:.*} | {} |\n",
+            r.figure,
+            r.decimals,
+            r.json,
+            r.decimals,
+            r.otlp,
+            r.ratio.map_or(String::new(), |x| format!("{x:.2}"))
+        ));
+    }
+    out
+}
+
 /// Prints the tables and writes `summary.json` next to the inputs.
 pub fn report(dir: &Path) -> anyhow::Result<String> {
     let rows = rows(dir);
     let cpu = cpu_rows(dir);
+    let versus = otlp_vs_json(dir, &cpu);
     let mut table = render(&rows);
     if !cpu.is_empty() {
         table.push('\n');
         table.push_str(&render_cpu(&cpu));
+    }
+    if !versus.is_empty() {
+        table.push('\n');
+        table.push_str(&render_versus(&versus));
     }
     let mut inputs = serde_json::Map::new();
     for entry in std::fs::read_dir(dir)? {
@@ -312,7 +441,7 @@ pub fn report(dir: &Path) -> anyhow::Result<String> {
             inputs.insert(name.trim_end_matches(".json").to_owned(), v);
         }
     }
-    let summary = json!({ "table": rows, "cpu": cpu, "inputs": inputs });
+    let summary = json!({ "table": rows, "cpu": cpu, "otlp_vs_json": versus, "inputs": inputs });
     std::fs::write(
         dir.join("summary.json"),
         serde_json::to_string_pretty(&summary)?,
@@ -372,11 +501,85 @@ mod tests {
         assert!(sustained.contains("| 0.25 | 0.50 |"), "{sustained}");
         assert!(table.contains("VmHWM 40.0 MiB"), "{table}");
         assert!(!table.contains("single-event"), "missing runs are left out");
+        assert!(!table.contains("OTLP"), "no OTLP run, no OTLP rows");
         let summary: Value = serde_json::from_str(
             &std::fs::read_to_string(dir.join("summary.json")).expect("summary"),
         )
         .expect("json");
         assert_eq!(summary["inputs"]["xadd"]["payload_bytes"], 250);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn otlp_is_set_beside_the_keyed_json_batches_of_the_same_run() {
+        let dir = std::env::temp_dir().join(format!("eventline-bench-otlp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let write =
+            |name: &str, v: Value| std::fs::write(dir.join(name), v.to_string()).expect("write");
+        // JSON: 1,000,000 events in 20 + 5 s; OTLP: 900,000 in 20 + 10 s.
+        write(
+            "batch-max-keyed.json",
+            json!({"events_accepted": 1_000_000, "events_per_second": 50000.0, "elapsed_seconds": 20.0,
+                   "latency": {"p99_ms": 40.0},
+                   "e2e": {"stored": 1_000_000, "lost": 0, "duplicates": 0, "drain_seconds": 5.0}}),
+        );
+        write(
+            "otlp-max.json",
+            json!({"events_accepted": 900_000, "events_per_second": 45000.0, "elapsed_seconds": 20.0,
+                   "latency": {"p99_ms": 50.0},
+                   "e2e": {"stored": 900_000, "lost": 0, "duplicates": 0, "drain_seconds": 10.0}}),
+        );
+        write(
+            "cpu-batch-max-keyed.json",
+            json!({"wall_seconds": 25.0, "cpu_seconds": {"generator": 2.0, "gateway": 4.0, "worker": 4.0, "redis": 12.0, "redis_forks": 0.0, "postgres": 13.0}}),
+        );
+        write(
+            "cpu-otlp-max.json",
+            json!({"wall_seconds": 30.0, "cpu_seconds": {"generator": 2.7, "gateway": 3.6, "worker": 3.6, "redis": 10.8, "redis_forks": 0.0, "postgres": 11.7}}),
+        );
+        let table = report(&dir).expect("report");
+        let line = |start: &str| {
+            table
+                .lines()
+                .find(|l| l.starts_with(start))
+                .unwrap_or_else(|| panic!("no {start:?} in\n{table}"))
+                .to_owned()
+        };
+        // 1,000,000 / 25 s and 900,000 / 30 s; ÷ COPY needs a COPY.
+        assert!(
+            line("| OTLP/HTTP logs").contains("30000 records/s stored from the first send until drained, 45000/s accepted (p99 50.0 ms); lost 0, duplicates 0"),
+            "{table}"
+        );
+        assert!(line("| batch ingest, every event").contains("40000 events/s stored"));
+        assert_eq!(
+            line("| stored per second"),
+            "| stored per second, end to end | 40000 | 30000 | 0.75 |"
+        );
+        // 4.0 s / 1,000,000 = 4 µs; 3.6 s / 900,000 = 4 µs: 1.00.
+        assert_eq!(
+            line("| µs of CPU per record: gateway"),
+            "| µs of CPU per record: gateway | 4.0 | 4.0 | 1.00 |"
+        );
+        assert_eq!(
+            line("| µs of CPU per record: generator"),
+            "| µs of CPU per record: generator | 2.0 | 3.0 | 1.50 |"
+        );
+        assert_eq!(
+            line("| µs of CPU per record: all"),
+            "| µs of CPU per record: all | 35.0 | 36.0 | 1.03 |"
+        );
+        assert!(
+            line("| otlp-max (900000 events)")
+                .starts_with("| otlp-max (900000 events) | 3.0 · 0.09 | 4.0 · 0.12 |")
+        );
+        let summary: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("summary.json")).expect("summary"),
+        )
+        .expect("json");
+        assert_eq!(
+            summary["otlp_vs_json"][1]["figure"],
+            "µs of CPU per record: generator"
+        );
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

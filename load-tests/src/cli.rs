@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::event_gen::{EventShape, MetadataKind};
+use crate::event_gen::{EventShape, Format, MetadataKind};
 use crate::scenario::{Mode, Overrides, ShapeOverrides, parse_duration};
 
 #[derive(Debug, Parser)]
@@ -78,9 +78,15 @@ pub struct RunArgs {
     /// Keep-alive connections.
     #[arg(long, short = 'c')]
     pub connections: Option<u32>,
-    /// Events per request on /v1/events/batch; 0 for one event per request on /v1/events.
+    /// Events per request on /v1/events/batch; 0 for one event per request on
+    /// /v1/events. With --format otlp: records per /v1/logs request (0: one).
     #[arg(long, short = 'b')]
     pub batch_size: Option<u32>,
+    /// Request bodies: json (eventline's events) or otlp (the same events as
+    /// OTLP/HTTP protobuf logs on /v1/logs, grouped by service, every record
+    /// with an event_id as log.record.uid).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
     #[command(flatten)]
     pub shape: ShapeFlags,
     /// Seed of the event generator.
@@ -167,6 +173,7 @@ impl RunArgs {
         Overrides {
             mode: self.mode,
             connections: self.connections,
+            format: self.format,
             batch_size: self.batch_size,
             duration: self.duration,
             rate: self.rate,

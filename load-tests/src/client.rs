@@ -14,10 +14,35 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
+use prost::Message as _;
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use uuid::Uuid;
+
+/// A path and the type of what is sent to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    pub path: &'static str,
+    pub content_type: &'static str,
+}
+
+impl Endpoint {
+    pub const EVENTS: Self = Self {
+        path: "/v1/events",
+        content_type: "application/json",
+    };
+    pub const BATCH: Self = Self {
+        path: "/v1/events/batch",
+        content_type: "application/json",
+    };
+    /// OTLP/HTTP logs, protobuf.
+    pub const LOGS: Self = Self {
+        path: "/v1/logs",
+        content_type: "application/x-protobuf",
+    };
+}
 
 /// Where requests go and how they authenticate.
 #[derive(Debug, Clone)]
@@ -48,10 +73,10 @@ impl Target {
     }
 
     /// The request head up to (not including) the `Content-Length` value.
-    fn head(&self, path: &str) -> Vec<u8> {
+    fn head(&self, endpoint: Endpoint) -> Vec<u8> {
         let mut head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n",
-            self.authority
+            "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: {}\r\n",
+            endpoint.path, self.authority, endpoint.content_type
         );
         if let Some(auth) = &self.authorization {
             head.push_str("Authorization: ");
@@ -76,8 +101,8 @@ pub enum SendError {
 
 pub struct Connection {
     stream: TcpStream,
-    /// The head of the last path's requests, without the length.
-    head: (&'static str, Vec<u8>),
+    /// The head of the last endpoint's requests, without the length.
+    head: (Option<Endpoint>, Vec<u8>),
     /// The request being written.
     out: Vec<u8>,
     /// What was read and not yet consumed.
@@ -102,7 +127,7 @@ impl Connection {
         stream.set_nodelay(true)?;
         Ok(Self {
             stream,
-            head: ("", Vec::new()),
+            head: (None, Vec::new()),
             out: Vec::with_capacity(1024),
             buf: Vec::with_capacity(4096),
             closing: false,
@@ -117,11 +142,11 @@ impl Connection {
     pub async fn send(
         &mut self,
         target: &Target,
-        path: &'static str,
+        endpoint: Endpoint,
         body: &[u8],
     ) -> Result<Answer, SendError> {
-        if self.head.0 != path {
-            self.head = (path, target.head(path));
+        if self.head.0 != Some(endpoint) {
+            self.head = (Some(endpoint), target.head(endpoint));
         }
         self.out.clear();
         self.out.extend_from_slice(&self.head.1);
@@ -253,6 +278,19 @@ pub fn accepted_ids(body: &[u8], events: usize) -> Result<(Vec<(usize, Uuid)>, u
     Ok((pairs, rejected.len() as u64))
 }
 
+/// What a 200 to an OTLP export says: the records refused
+/// (`partial_success.rejected_log_records`) and the reason given.
+pub fn otlp_rejected(body: &[u8]) -> Result<(u64, String), String> {
+    let response = ExportLogsServiceResponse::decode(body)
+        .map_err(|e| format!("unreadable OTLP export answer: {e}"))?;
+    Ok(response.partial_success.map_or((0, String::new()), |p| {
+        (
+            u64::try_from(p.rejected_log_records).unwrap_or(0),
+            p.error_message,
+        )
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,6 +328,32 @@ mod tests {
         ] {
             assert!(parse_head(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
+    }
+
+    #[test]
+    fn otlp_answers_count_the_rejected_records() {
+        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsPartialSuccess;
+        assert_eq!(otlp_rejected(b""), Ok((0, String::new())));
+        let partial = ExportLogsServiceResponse {
+            partial_success: Some(ExportLogsPartialSuccess {
+                rejected_log_records: 2,
+                error_message: "too long".into(),
+            }),
+        }
+        .encode_to_vec();
+        assert_eq!(otlp_rejected(&partial), Ok((2, "too long".into())));
+        assert!(otlp_rejected(b"\xff\xff").is_err());
+    }
+
+    #[test]
+    fn heads_carry_the_endpoints_type() {
+        let t = Target::parse("http://h:1", None).expect("valid");
+        let head = String::from_utf8(t.head(Endpoint::LOGS)).expect("text");
+        assert!(
+            head.starts_with("POST /v1/logs HTTP/1.1\r\n")
+                && head.contains("Content-Type: application/x-protobuf\r\n"),
+            "{head}"
+        );
     }
 
     #[test]

@@ -7,16 +7,46 @@
 //! Every generated event carries its dedup key when it has an `event_id`
 //! (the same UUIDv5 the gateway computes), so the end-to-end check can tell a
 //! correctly collapsed duplicate from a lost event.
+//!
+//! Two request formats ([`Format`]): eventline's JSON, or OTLP/HTTP logs in
+//! protobuf (`opentelemetry-proto`'s messages, encoded by `prost`). Both are
+//! drawn from the same random numbers in the same order, so a seed gives the
+//! same services, messages, `event_id`s and metadata values in either.
 
 use std::collections::VecDeque;
-use std::fmt::Write as _;
+use std::io::Write as _;
 use std::sync::Arc;
 
 use chrono::{SecondsFormat, Utc};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::{
+    AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
+};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message as _;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::rng::Rng;
+
+/// Which requests carry the events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// eventline's JSON events: `/v1/events`, or `/v1/events/batch` with a
+    /// batch size.
+    #[default]
+    Json,
+    /// OTLP/HTTP logs in protobuf on `/v1/logs`: one
+    /// `ExportLogsServiceRequest` per request; every record carries an
+    /// `event_id` as its `log.record.uid` (the answer names no ids).
+    Otlp,
+}
+
+/// The record attribute the gateway takes as the `event_id`.
+pub const RECORD_UID: &str = "log.record.uid";
 
 /// Which metadata objects events carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -84,14 +114,27 @@ impl EventShape {
     }
 }
 
-/// One generated event: its JSON and, when it has an `event_id`, its dedup key.
+/// One generated event: its JSON or OTLP record and, when it has an
+/// `event_id`, its dedup key.
 #[derive(Debug, Clone)]
 pub struct GeneratedEvent {
+    /// The event as JSON; empty in the OTLP format.
     pub json: Vec<u8>,
+    /// The event as an OTLP log record (OTLP format; taken out when its
+    /// request is built).
+    pub otlp: Option<OtlpRecord>,
     /// `Some` when the event has an `event_id`; otherwise the dedup key is
     /// the id the gateway assigns.
     pub dedup_key: Option<Uuid>,
     pub is_duplicate: bool,
+}
+
+/// A log record and the index of its service (the resource's
+/// `service.name`) in the run's service names.
+#[derive(Debug, Clone)]
+pub struct OtlpRecord {
+    pub service: usize,
+    pub record: LogRecord,
 }
 
 const SERVICE_WORDS: &[&str] = &[
@@ -189,6 +232,7 @@ fn text_block(rng: &mut Rng) -> Arc<str> {
 pub struct EventGen {
     rng: Rng,
     shape: EventShape,
+    format: Format,
     services: Arc<[String]>,
     /// Makes `event_id`s unique across runs and connections.
     id_prefix: String,
@@ -219,6 +263,7 @@ impl EventGen {
         Self {
             rng,
             shape,
+            format: Format::Json,
             services,
             id_prefix: format!("{run_tag}-{stream}-"),
             seq: 0,
@@ -227,6 +272,17 @@ impl EventGen {
             current: Vec::new(),
             now_text: (i64::MIN, String::new()),
         }
+    }
+
+    /// Generates `format`'s requests (JSON by default). In the OTLP format
+    /// every event has an `event_id`, whatever the shape's share.
+    pub fn with_format(mut self, format: Format) -> Self {
+        self.format = format;
+        self
+    }
+
+    pub fn format(&self) -> Format {
+        self.format
     }
 
     /// The next event.
@@ -240,40 +296,102 @@ impl EventGen {
             }
         }
         let services = self.services.clone();
-        let service = &services[self.rng.skewed(services.len() as u64) as usize];
+        let index = self.rng.skewed(services.len() as u64) as usize;
+        let service = &services[index];
+        let len = self.message_len();
+        let event = match self.format {
+            Format::Json => self.json_event(service, len),
+            Format::Otlp => self.otlp_event(index, service, len),
+        };
+        // OTLP records come back after encoding instead ([`otlp_body`]):
+        // moved, not cloned.
+        if event.dedup_key.is_some()
+            && self.shape.duplicate_share > 0.0
+            && self.format == Format::Json
+        {
+            self.current.push(event.clone());
+        }
+        event
+    }
+
+    /// Draws whether the event has an `event_id` (always in the OTLP format;
+    /// drawn anyway, so both formats take the same numbers) and makes it.
+    fn event_id(&mut self, service: &str) -> Option<(String, Uuid)> {
+        let keyed = self.rng.chance(self.shape.event_id_share) || self.format == Format::Otlp;
+        keyed.then(|| {
+            self.seq += 1;
+            let event_id = format!("{}{}", self.id_prefix, self.seq);
+            let key = eventline_shared::event::dedup_key(service, Some(&event_id), Uuid::nil());
+            (event_id, key)
+        })
+    }
+
+    fn json_event(&mut self, service: &str, len: usize) -> GeneratedEvent {
         let mut json = Vec::with_capacity(256);
         json.extend_from_slice(b"{\"service\":\"");
         json.extend_from_slice(service.as_bytes());
         json.extend_from_slice(b"\",\"message\":\"");
-        let len = self.message_len();
         json.extend_from_slice(self.message(len).as_bytes());
         json.push(b'"');
         let mut dedup_key = None;
-        if self.rng.chance(self.shape.event_id_share) {
-            self.seq += 1;
-            let event_id = format!("{}{}", self.id_prefix, self.seq);
+        if let Some((event_id, key)) = self.event_id(service) {
             json.extend_from_slice(b",\"event_id\":\"");
             json.extend_from_slice(event_id.as_bytes());
             json.extend_from_slice(b"\",\"timestamp\":\"");
             json.extend_from_slice(self.now_rfc3339().as_bytes());
             json.push(b'"');
-            dedup_key = Some(eventline_shared::event::dedup_key(
-                service,
-                Some(&event_id),
-                Uuid::nil(),
-            ));
+            dedup_key = Some(key);
         }
-        self.push_metadata(&mut json);
+        let mut metadata = JsonMetadata {
+            out: &mut json,
+            started: false,
+            comma: false,
+        };
+        write_metadata(&mut self.rng, self.shape.metadata, &mut metadata);
+        metadata.finish();
         json.push(b'}');
-        let event = GeneratedEvent {
+        GeneratedEvent {
             json,
+            otlp: None,
             dedup_key,
             is_duplicate: false,
-        };
-        if dedup_key.is_some() && self.shape.duplicate_share > 0.0 {
-            self.current.push(event.clone());
         }
-        event
+    }
+
+    /// A log record: body the message, time now, a severity, the
+    /// `event_id` as `log.record.uid` and the metadata's values as
+    /// attributes (objects as key-value lists, arrays as arrays).
+    fn otlp_event(&mut self, index: usize, service: &str, len: usize) -> GeneratedEvent {
+        let message = self.message(len).to_owned();
+        let (event_id, key) = self
+            .event_id(service)
+            .expect("every OTLP event has an event_id");
+        let mut attributes = OtlpAttributes {
+            current: Vec::with_capacity(8),
+            open: Vec::new(),
+        };
+        attributes.put(RECORD_UID, Value::StringValue(event_id));
+        write_metadata(&mut self.rng, self.shape.metadata, &mut attributes);
+        let (severity, severity_text) = severity(self.seq);
+        let record = LogRecord {
+            time_unix_nano: unix_nanos_now(),
+            severity_number: severity as i32,
+            severity_text: severity_text.to_owned(),
+            body: Some(AnyValue {
+                value: Some(Value::StringValue(message)),
+            }),
+            attributes: attributes.current,
+            ..LogRecord::default()
+        };
+        GeneratedEvent {
+            json: Vec::new(),
+            otlp: Some(OtlpRecord {
+                service: index,
+                record,
+            }),
+            dedup_key: Some(key),
+            is_duplicate: false,
+        }
     }
 
     /// Starts a new request: the last one's events become candidates for
@@ -322,74 +440,273 @@ impl EventGen {
         }
         &self.now_text.1
     }
+}
 
-    fn push_metadata(&mut self, json: &mut Vec<u8>) {
-        let mut m = String::with_capacity(128);
-        let r = &mut self.rng;
-        match self.shape.metadata {
-            MetadataKind::None => return,
-            MetadataKind::Mixed => match r.below(20) {
-                0..=4 => return,
-                5..=11 => {
-                    let _ = write!(
-                        m,
-                        r#"{{"user_id":"u-{}","region":"{}","status":{}}}"#,
-                        r.below(100_000),
-                        ["eu-west-1", "us-east-1", "ap-south-1"][r.below(3) as usize],
-                        [200, 201, 204, 400, 404, 500][r.below(6) as usize]
-                    );
-                }
-                12..=16 => {
-                    let _ = write!(
-                        m,
-                        r#"{{"http":{{"method":"{}","path":"/api/v1/orders/{}","status":{},"duration_ms":{}.{}}},"user":{{"id":"u-{}","plan":"{}"}}}}"#,
-                        ["GET", "POST", "PUT", "DELETE"][r.below(4) as usize],
-                        r.below(1_000_000),
-                        [200, 201, 404, 500, 503][r.below(5) as usize],
-                        r.below(2000),
-                        r.below(10),
-                        r.below(100_000),
-                        ["free", "pro", "enterprise"][r.below(3) as usize]
-                    );
-                }
-                _ => {
-                    let _ = write!(
-                        m,
-                        r#"{{"trace_id":"{:016x}{:016x}","span_id":"{:016x}","tags":["{}","{}"],"retry":{},"attempt":{}}}"#,
-                        r.next_u64(),
-                        r.next_u64(),
-                        r.next_u64(),
-                        ["web", "mobile", "batch", "internal"][r.below(4) as usize],
-                        ["canary", "stable"][r.below(2) as usize],
-                        r.chance(0.1),
-                        r.below(4)
-                    );
-                }
-            },
-            MetadataKind::Big => {
-                // 40–120 fields of ~100 bytes, two levels deep: 4–12 KiB.
-                let fields = 40 + r.below(81);
-                m.push_str(r#"{"context":{"#);
-                for i in 0..fields {
-                    if i > 0 {
-                        m.push(',');
-                    }
-                    let _ = write!(m, r#""attr_{i}":""#);
-                    for _ in 0..6 {
-                        let _ = write!(m, "{:016x}", r.next_u64());
-                    }
-                    m.push('"');
-                }
-                let _ = write!(m, r#"}},"size_class":"big","n":{fields}}}"#);
-            }
-        }
-        json.extend_from_slice(b",\"metadata\":");
-        json.extend_from_slice(m.as_bytes());
+/// A severity without a draw of its own (so both formats take the same
+/// numbers): by the `event_id`'s sequence number, mostly INFO.
+fn severity(seq: u64) -> (SeverityNumber, &'static str) {
+    match seq % 20 {
+        0..=2 => (SeverityNumber::Debug, "DEBUG"),
+        3..=16 => (SeverityNumber::Info, "INFO"),
+        17 | 18 => (SeverityNumber::Warn, "WARN"),
+        _ => (SeverityNumber::Error, "ERROR"),
     }
 }
 
-/// A request body of `count` events: one JSON object when `count` is `None`
-/// (the single-event endpoint), a JSON array otherwise.
+fn unix_nanos_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// Where a metadata shape is written: JSON text or OTLP attributes. One
+/// description of the shapes ([`write_metadata`]) serves both formats.
+trait MetadataSink {
+    fn str(&mut self, key: &str, value: std::fmt::Arguments<'_>);
+    fn int(&mut self, key: &str, value: u64);
+    /// The number `whole.tenths`.
+    fn decimal(&mut self, key: &str, whole: u64, tenths: u64);
+    fn bool(&mut self, key: &str, value: bool);
+    fn strs(&mut self, key: &str, values: &[&str]);
+    /// Starts an object under `key`, until [`close`](Self::close).
+    fn open(&mut self, key: &str);
+    fn close(&mut self);
+}
+
+/// The metadata of one event: none, or one of the mixed shapes, or a big
+/// object.
+fn write_metadata(r: &mut Rng, kind: MetadataKind, m: &mut impl MetadataSink) {
+    match kind {
+        MetadataKind::None => {}
+        MetadataKind::Mixed => match r.below(20) {
+            0..=4 => {}
+            5..=11 => {
+                m.str("user_id", format_args!("u-{}", r.below(100_000)));
+                m.str(
+                    "region",
+                    format_args!(
+                        "{}",
+                        ["eu-west-1", "us-east-1", "ap-south-1"][r.below(3) as usize]
+                    ),
+                );
+                m.int(
+                    "status",
+                    [200, 201, 204, 400, 404, 500][r.below(6) as usize],
+                );
+            }
+            12..=16 => {
+                m.open("http");
+                m.str(
+                    "method",
+                    format_args!("{}", ["GET", "POST", "PUT", "DELETE"][r.below(4) as usize]),
+                );
+                m.str(
+                    "path",
+                    format_args!("/api/v1/orders/{}", r.below(1_000_000)),
+                );
+                m.int("status", [200, 201, 404, 500, 503][r.below(5) as usize]);
+                let whole = r.below(2000);
+                m.decimal("duration_ms", whole, r.below(10));
+                m.close();
+                m.open("user");
+                m.str("id", format_args!("u-{}", r.below(100_000)));
+                m.str(
+                    "plan",
+                    format_args!("{}", ["free", "pro", "enterprise"][r.below(3) as usize]),
+                );
+                m.close();
+            }
+            _ => {
+                m.str(
+                    "trace_id",
+                    format_args!("{:016x}{:016x}", r.next_u64(), r.next_u64()),
+                );
+                m.str("span_id", format_args!("{:016x}", r.next_u64()));
+                let tag = ["web", "mobile", "batch", "internal"][r.below(4) as usize];
+                m.strs("tags", &[tag, ["canary", "stable"][r.below(2) as usize]]);
+                m.bool("retry", r.chance(0.1));
+                m.int("attempt", r.below(4));
+            }
+        },
+        MetadataKind::Big => {
+            // 40–120 fields of ~100 bytes, two levels deep: 4–12 KiB.
+            let fields = 40 + r.below(81);
+            m.open("context");
+            for i in 0..fields {
+                m.str(
+                    &BIG_KEYS[i as usize],
+                    format_args!(
+                        "{:016x}{:016x}{:016x}{:016x}{:016x}{:016x}",
+                        r.next_u64(),
+                        r.next_u64(),
+                        r.next_u64(),
+                        r.next_u64(),
+                        r.next_u64(),
+                        r.next_u64()
+                    ),
+                );
+            }
+            m.close();
+            m.str("size_class", format_args!("big"));
+            m.int("n", fields);
+        }
+    }
+}
+
+/// The keys of big metadata's fields, made once.
+static BIG_KEYS: std::sync::LazyLock<Vec<String>> =
+    std::sync::LazyLock::new(|| (0..120).map(|i| format!("attr_{i}")).collect());
+
+/// Writes `,"metadata":{…}` into an event's JSON when the shape has any
+/// field. Keys and values need no escaping.
+struct JsonMetadata<'a> {
+    out: &'a mut Vec<u8>,
+    started: bool,
+    /// A value was written at this level: the next needs a comma.
+    comma: bool,
+}
+
+impl JsonMetadata<'_> {
+    fn key(&mut self, key: &str) {
+        if !self.started {
+            self.out.extend_from_slice(b",\"metadata\":{");
+            self.started = true;
+        } else if self.comma {
+            self.out.push(b',');
+        }
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+        self.comma = true;
+    }
+
+    fn finish(self) {
+        if self.started {
+            self.out.push(b'}');
+        }
+    }
+}
+
+// Writing into a Vec cannot fail.
+impl MetadataSink for JsonMetadata<'_> {
+    fn str(&mut self, key: &str, value: std::fmt::Arguments<'_>) {
+        self.key(key);
+        self.out.push(b'"');
+        let _ = self.out.write_fmt(value);
+        self.out.push(b'"');
+    }
+
+    fn int(&mut self, key: &str, value: u64) {
+        self.key(key);
+        let _ = write!(self.out, "{value}");
+    }
+
+    fn decimal(&mut self, key: &str, whole: u64, tenths: u64) {
+        self.key(key);
+        let _ = write!(self.out, "{whole}.{tenths}");
+    }
+
+    fn bool(&mut self, key: &str, value: bool) {
+        self.key(key);
+        let _ = write!(self.out, "{value}");
+    }
+
+    fn strs(&mut self, key: &str, values: &[&str]) {
+        self.key(key);
+        self.out.push(b'[');
+        for (i, value) in values.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            self.out.push(b'"');
+            self.out.extend_from_slice(value.as_bytes());
+            self.out.push(b'"');
+        }
+        self.out.push(b']');
+    }
+
+    fn open(&mut self, key: &str) {
+        self.key(key);
+        self.out.push(b'{');
+        self.comma = false;
+    }
+
+    fn close(&mut self) {
+        self.out.push(b'}');
+        self.comma = true;
+    }
+}
+
+/// Builds a record's attributes: the metadata's top-level keys, objects as
+/// key-value lists.
+struct OtlpAttributes {
+    current: Vec<KeyValue>,
+    /// The enclosing levels of an open object: its key and the level's
+    /// attributes so far.
+    open: Vec<(String, Vec<KeyValue>)>,
+}
+
+fn any(value: Value) -> Option<AnyValue> {
+    Some(AnyValue { value: Some(value) })
+}
+
+impl OtlpAttributes {
+    fn put(&mut self, key: &str, value: Value) {
+        self.current.push(KeyValue {
+            key: key.to_owned(),
+            value: any(value),
+            ..KeyValue::default()
+        });
+    }
+}
+
+impl MetadataSink for OtlpAttributes {
+    fn str(&mut self, key: &str, value: std::fmt::Arguments<'_>) {
+        self.put(key, Value::StringValue(std::fmt::format(value)));
+    }
+
+    fn int(&mut self, key: &str, value: u64) {
+        self.put(
+            key,
+            Value::IntValue(i64::try_from(value).unwrap_or(i64::MAX)),
+        );
+    }
+
+    fn decimal(&mut self, key: &str, whole: u64, tenths: u64) {
+        self.put(key, Value::DoubleValue(whole as f64 + tenths as f64 / 10.0));
+    }
+
+    fn bool(&mut self, key: &str, value: bool) {
+        self.put(key, Value::BoolValue(value));
+    }
+
+    fn strs(&mut self, key: &str, values: &[&str]) {
+        let values = values
+            .iter()
+            .map(|v| AnyValue {
+                value: Some(Value::StringValue((*v).to_owned())),
+            })
+            .collect();
+        self.put(key, Value::ArrayValue(ArrayValue { values }));
+    }
+
+    fn open(&mut self, key: &str) {
+        let outer = std::mem::take(&mut self.current);
+        self.open.push((key.to_owned(), outer));
+    }
+
+    fn close(&mut self) {
+        if let Some((key, outer)) = self.open.pop() {
+            let values = std::mem::replace(&mut self.current, outer);
+            self.put(&key, Value::KvlistValue(KeyValueList { values }));
+        }
+    }
+}
+
+/// A request body of `count` events. JSON: one object when `count` is
+/// `None` (the single-event endpoint), an array otherwise. OTLP: one
+/// protobuf `ExportLogsServiceRequest` of `count` records (1 when `None`),
+/// see [`otlp_request`].
 pub fn request_body(
     generator: &mut EventGen,
     count: Option<u32>,
@@ -397,14 +714,14 @@ pub fn request_body(
 ) -> Vec<u8> {
     into.clear();
     generator.begin_request();
-    match count {
-        None => {
+    match (generator.format, count) {
+        (Format::Json, None) => {
             let event = generator.next_event();
             let body = event.json.clone();
             into.push(event);
             body
         }
-        Some(n) => {
+        (Format::Json, Some(n)) => {
             let mut body = Vec::with_capacity(n as usize * 200);
             body.push(b'[');
             for i in 0..n {
@@ -418,7 +735,97 @@ pub fn request_body(
             body.push(b']');
             body
         }
+        (Format::Otlp, count) => {
+            into.extend((0..count.unwrap_or(1)).map(|_| generator.next_event()));
+            otlp_body(generator, into)
+        }
     }
+}
+
+/// The encoded request of `events`' records. The records then go back to
+/// the generator (in the order generated, as the JSON format's do) as
+/// candidates for re-sending, moved rather than cloned: building them is
+/// most of what an OTLP record costs the generator.
+fn otlp_body(generator: &mut EventGen, events: &mut [GeneratedEvent]) -> Vec<u8> {
+    let (request, order) = otlp_request(&generator.services, events);
+    let body = request.encode_to_vec();
+    if generator.shape.duplicate_share > 0.0 {
+        let mut back: Vec<Option<OtlpRecord>> = (0..events.len()).map(|_| None).collect();
+        let records = request
+            .resource_logs
+            .into_iter()
+            .flat_map(|r| r.scope_logs)
+            .flat_map(|s| s.log_records);
+        for (record, (service, i)) in records.zip(order) {
+            back[i] = Some(OtlpRecord { service, record });
+        }
+        for (event, otlp) in events.iter().zip(back) {
+            // A re-sent event is not a candidate again.
+            if !event.is_duplicate && otlp.is_some() {
+                generator.current.push(GeneratedEvent {
+                    json: Vec::new(),
+                    otlp,
+                    dedup_key: event.dedup_key,
+                    is_duplicate: false,
+                });
+            }
+        }
+    }
+    body
+}
+
+/// The export request of `events`' records (taken out of them): one
+/// `ResourceLogs` per service (`service.name`), in order of first
+/// appearance, each with one `ScopeLogs` of scope `eventline-load`. With it,
+/// each record's (service, event index) in request order.
+fn otlp_request(
+    services: &[String],
+    events: &mut [GeneratedEvent],
+) -> (ExportLogsServiceRequest, Vec<(usize, usize)>) {
+    let mut groups: Vec<(usize, Vec<LogRecord>, Vec<usize>)> = Vec::new();
+    for (i, event) in events.iter_mut().enumerate() {
+        let Some(otlp) = event.otlp.take() else {
+            continue;
+        };
+        match groups
+            .iter_mut()
+            .find(|(service, _, _)| *service == otlp.service)
+        {
+            Some((_, records, indexes)) => {
+                records.push(otlp.record);
+                indexes.push(i);
+            }
+            None => groups.push((otlp.service, vec![otlp.record], vec![i])),
+        }
+    }
+    let mut order = Vec::with_capacity(events.len());
+    let resource_logs = groups
+        .into_iter()
+        .map(|(service, log_records, indexes)| {
+            order.extend(indexes.into_iter().map(|i| (service, i)));
+            ResourceLogs {
+                resource: Some(Resource {
+                    attributes: vec![KeyValue {
+                        key: "service.name".into(),
+                        value: any(Value::StringValue(services[service].clone())),
+                        ..KeyValue::default()
+                    }],
+                    ..Resource::default()
+                }),
+                scope_logs: vec![ScopeLogs {
+                    scope: Some(InstrumentationScope {
+                        name: "eventline-load".into(),
+                        version: env!("CARGO_PKG_VERSION").into(),
+                        ..InstrumentationScope::default()
+                    }),
+                    log_records,
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            }
+        })
+        .collect();
+    (ExportLogsServiceRequest { resource_logs }, order)
 }
 
 #[cfg(test)]
@@ -427,6 +834,7 @@ mod tests {
 
     use chrono::Utc;
     use eventline_shared::validate::{EventLimits, parse_event};
+    use prost::Message as _;
 
     use super::*;
 
@@ -568,6 +976,166 @@ mod tests {
                 .is_object()
         );
         assert_eq!(events.len(), 1);
+    }
+
+    fn otlp_generator(shape: EventShape) -> EventGen {
+        generator(shape).with_format(Format::Otlp)
+    }
+
+    fn string_value(kv: &KeyValue) -> &str {
+        match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+            Some(Value::StringValue(s)) => s,
+            other => panic!("{}: not a string: {other:?}", kv.key),
+        }
+    }
+
+    #[test]
+    fn otlp_bodies_decode_to_the_requests_records() {
+        let names = service_names("lt0test", 30);
+        let mut g = otlp_generator(EventShape {
+            duplicate_share: 0.1,
+            event_id_share: 0.2,
+            ..EventShape::default()
+        });
+        let mut events = Vec::new();
+        let started = unix_nanos_now();
+        for _ in 0..20 {
+            let body = request_body(&mut g, Some(50), &mut events);
+            let request = ExportLogsServiceRequest::decode(body.as_slice()).expect("protobuf");
+            let mut keys = Vec::new();
+            let mut seen_services = HashSet::new();
+            for resource_logs in &request.resource_logs {
+                let resource = resource_logs.resource.as_ref().expect("resource");
+                assert_eq!(resource.attributes.len(), 1);
+                assert_eq!(resource.attributes[0].key, "service.name");
+                let service = string_value(&resource.attributes[0]);
+                assert!(names.iter().any(|n| n == service), "{service}");
+                assert!(
+                    seen_services.insert(service),
+                    "one ResourceLogs per service"
+                );
+                assert_eq!(resource_logs.scope_logs.len(), 1);
+                let scope_logs = &resource_logs.scope_logs[0];
+                assert_eq!(
+                    scope_logs.scope.as_ref().expect("scope").name,
+                    "eventline-load"
+                );
+                for record in &scope_logs.log_records {
+                    let Some(Value::StringValue(body)) =
+                        record.body.as_ref().and_then(|b| b.value.as_ref())
+                    else {
+                        panic!("a string body: {record:?}")
+                    };
+                    assert!(!body.trim().is_empty());
+                    assert!(
+                        (started..=unix_nanos_now()).contains(&record.time_unix_nano),
+                        "time is now"
+                    );
+                    let expected = match record.severity_number {
+                        5 => "DEBUG",
+                        9 => "INFO",
+                        13 => "WARN",
+                        17 => "ERROR",
+                        n => panic!("severity {n}"),
+                    };
+                    assert_eq!(record.severity_text, expected);
+                    assert_eq!(record.attributes[0].key, RECORD_UID);
+                    let uid = string_value(&record.attributes[0]);
+                    keys.push(eventline_shared::event::dedup_key(
+                        service,
+                        Some(uid),
+                        Uuid::nil(),
+                    ));
+                }
+            }
+            // Every record, once, keyed as the driver expects; the records
+            // were moved into the request.
+            let mut expected: Vec<Uuid> = events
+                .iter()
+                .map(|e| e.dedup_key.expect("every OTLP event has a key"))
+                .collect();
+            expected.sort_unstable();
+            keys.sort_unstable();
+            assert_eq!(keys, expected);
+            assert!(events.iter().all(|e| e.otlp.is_none() && e.json.is_empty()));
+        }
+        assert!(events.len() == 50);
+        let single = request_body(&mut g, None, &mut events);
+        let request = ExportLogsServiceRequest::decode(single.as_slice()).expect("protobuf");
+        assert_eq!(request.resource_logs.len(), 1);
+        assert_eq!(request.resource_logs[0].scope_logs[0].log_records.len(), 1);
+    }
+
+    /// Through the gateway's own mapping: every record is valid, and it is
+    /// the event the JSON format would have sent from the same seed (its
+    /// metadata the record's attributes, `log.record.uid` aside).
+    #[test]
+    fn otlp_records_are_the_json_events_of_the_same_seed() {
+        let limits = limits();
+        for metadata in [MetadataKind::None, MetadataKind::Mixed, MetadataKind::Big] {
+            let shape = EventShape {
+                metadata,
+                event_id_share: 1.0,
+                duplicate_share: 0.05,
+                ..EventShape::default()
+            };
+            let mut json = generator(shape.clone());
+            let mut otlp = otlp_generator(shape);
+            let (mut json_events, mut otlp_events) = (Vec::new(), Vec::new());
+            for _ in 0..20 {
+                let json_body = request_body(&mut json, Some(25), &mut json_events);
+                let otlp_body = request_body(&mut otlp, Some(25), &mut otlp_events);
+                let request =
+                    ExportLogsServiceRequest::decode(otlp_body.as_slice()).expect("protobuf");
+                let mapped = ingest_gateway::otlp::map_request(&request, &limits, Utc::now());
+                assert!(mapped.rejected.is_empty(), "{:?}", mapped.first_reason);
+                let json_body: Vec<serde_json::Value> =
+                    serde_json::from_slice(&json_body).expect("json");
+                let mut from_json: Vec<_> = json_body
+                    .iter()
+                    .map(|v| {
+                        (
+                            v["event_id"].as_str().expect("event_id").to_owned(),
+                            v["service"].clone(),
+                            v["message"].clone(),
+                            v.get("metadata").cloned(),
+                        )
+                    })
+                    .collect();
+                let mut from_otlp: Vec<_> = mapped
+                    .events
+                    .iter()
+                    .map(|e| {
+                        let metadata: serde_json::Value =
+                            serde_json::from_str(e.metadata().expect("metadata")).expect("json");
+                        let mut attributes = metadata["attributes"].clone();
+                        let uid = attributes
+                            .as_object_mut()
+                            .expect("attributes")
+                            .remove(RECORD_UID)
+                            .expect("uid");
+                        assert_eq!(e.event_id(), uid.as_str());
+                        let attributes = attributes.as_object().expect("object");
+                        (
+                            e.event_id().expect("event_id").to_owned(),
+                            serde_json::Value::from(e.service()),
+                            serde_json::Value::from(e.message()),
+                            (!attributes.is_empty())
+                                .then(|| serde_json::Value::Object(attributes.clone())),
+                        )
+                    })
+                    .collect();
+                from_json.sort_by(|a, b| a.0.cmp(&b.0));
+                from_otlp.sort_by(|a, b| a.0.cmp(&b.0));
+                assert_eq!(from_otlp, from_json);
+                let keys = |events: &[GeneratedEvent]| {
+                    let mut keys: Vec<_> = events.iter().map(|e| e.dedup_key).collect();
+                    keys.sort_unstable();
+                    keys
+                };
+                assert_eq!(keys(&otlp_events), keys(&json_events));
+            }
+        }
     }
 
     #[test]

@@ -19,13 +19,16 @@
 //! [events]
 //! duplicate_share = 0.02
 //! ```
+//!
+//! `format = "otlp"` sends the same events as OTLP/HTTP logs (protobuf, on
+//! `/v1/logs`, `batch_size` records per request) instead of eventline's JSON.
 
 use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::event_gen::EventShape;
+use crate::event_gen::{EventShape, Format};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -97,8 +100,11 @@ pub struct Scenario {
     pub description: Option<String>,
     pub mode: Option<Mode>,
     pub connections: Option<u32>,
+    /// `json` (the default) or `otlp`.
+    pub format: Option<Format>,
     /// Events per request on `/v1/events/batch`; absent or 0 for
-    /// single-event requests on `/v1/events`.
+    /// single-event requests on `/v1/events`. OTLP: records per request
+    /// (absent or 0: one).
     pub batch_size: Option<u32>,
     /// Closed loop: how long to send.
     pub duration: Option<TextDuration>,
@@ -209,6 +215,7 @@ pub enum Pacing {
 pub struct Plan {
     pub pacing: Pacing,
     pub connections: u32,
+    pub format: Format,
     /// `None`: single-event requests.
     pub batch_size: Option<u32>,
     /// Stop after this many requests.
@@ -221,6 +228,7 @@ pub struct Plan {
 pub struct Overrides {
     pub mode: Option<Mode>,
     pub connections: Option<u32>,
+    pub format: Option<Format>,
     pub batch_size: Option<u32>,
     pub duration: Option<Duration>,
     pub rate: Option<f64>,
@@ -248,6 +256,16 @@ impl Plan {
         shape.duplicate_share = s.duplicate_share.unwrap_or(shape.duplicate_share);
         shape.message_median = s.message_median.unwrap_or(shape.message_median);
         shape.metadata = s.metadata.unwrap_or(shape.metadata);
+        let format = o.format.or(scenario.format).unwrap_or_default();
+        if format == Format::Otlp {
+            // The answer names no ids: records are found by dedup key.
+            if let Some(share) = s.event_id_share.filter(|&share| share != 1.0) {
+                return Err(invalid(format!(
+                    "event_id_share {share}: every OTLP record carries an event_id (log.record.uid)"
+                )));
+            }
+            shape.event_id_share = 1.0;
+        }
         shape.check().map_err(invalid)?;
 
         let batch_size = match o.batch_size.or(scenario.batch_size).unwrap_or(0) {
@@ -312,6 +330,7 @@ impl Plan {
         Ok(Self {
             pacing,
             connections,
+            format,
             batch_size,
             max_requests,
             shape,
@@ -404,6 +423,40 @@ mod tests {
             panic!("open loop")
         };
         assert_eq!(schedule.total_requests(), 2000);
+    }
+
+    #[test]
+    fn otlp_runs_give_every_event_an_event_id() {
+        let s =
+            Scenario::parse("format = \"otlp\"\nbatch_size = 50\n[events]\nevent_id_share = 0.3")
+                .expect("parses");
+        let plan = Plan::resolve(&s, &Overrides::default()).expect("resolves");
+        assert_eq!(plan.format, Format::Otlp);
+        assert_eq!(plan.shape.event_id_share, 1.0);
+        let json = Overrides {
+            format: Some(Format::Json),
+            ..Overrides::default()
+        };
+        let plan = Plan::resolve(&s, &json).expect("resolves");
+        assert_eq!(
+            (plan.format, plan.shape.event_id_share),
+            (Format::Json, 0.3)
+        );
+        let o = Overrides {
+            shape: ShapeOverrides {
+                event_id_share: Some(0.5),
+                ..ShapeOverrides::default()
+            },
+            ..Overrides::default()
+        };
+        let err = Plan::resolve(&s, &o).expect_err("a share below 1 is refused");
+        assert!(err.to_string().contains("log.record.uid"), "{err}");
+        assert_eq!(
+            Plan::resolve(&Scenario::default(), &Overrides::default())
+                .expect("resolves")
+                .format,
+            Format::Json
+        );
     }
 
     #[test]

@@ -31,7 +31,8 @@ fn record(h: &mut Histogram<u64>, d: Duration) {
     h.saturating_record(micros);
 }
 
-/// An accepted event: the id the gateway gave it and its dedup key.
+/// An accepted event: the id the gateway gave it (OTLP, which gives none:
+/// the dedup key) and its dedup key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AcceptedEvent {
     pub id: Uuid,
@@ -116,6 +117,12 @@ impl Recorder {
         self.requests_done.fetch_add(1, Ordering::Relaxed);
         self.events_accepted
             .fetch_add(accepted.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Events accepted whose ids or keys are not known (an OTLP export with
+    /// refused records does not say which): counted, not checked end to end.
+    pub fn accepted_unattributed(&self, events: u64) {
+        self.events_accepted.fetch_add(events, Ordering::Relaxed);
     }
 
     /// The interval histogram's p99 and count, reset for the next interval.

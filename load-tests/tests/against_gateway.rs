@@ -1,15 +1,21 @@
 //! The generator against a real gateway, started in-process on the test
 //! Redis with a key prefix of its own (no auth): every accepted event is on
-//! the stream once, and 429s are waited out and retried.
+//! the stream once, in JSON and in OTLP, and 429s are waited out and retried.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use clap::Parser;
 use eventline_load::cli::{Cli, Command, RunArgs};
+use eventline_load::client::Target;
+use eventline_load::driver::{self, RunConfig};
 use eventline_shared::redis_keys::RedisKeys;
-use eventline_shared::testkit;
+use eventline_shared::{stream_codec, stream_reply, testkit};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 struct Gateway {
     addr: SocketAddr,
@@ -121,6 +127,132 @@ async fn open_loop_batches_and_single_events_are_all_accepted_and_on_the_stream(
     assert_eq!(single.statuses.get(&202), Some(&300), "{}", single.render());
     // Re-sends are accepted too: deduplication is the worker's job.
     assert_eq!(stream_len(&gw).await, 2300);
+    gw.shutdown.cancel();
+}
+
+/// The stream's entries, decoded: (dedup key, event) in stream order.
+async fn stream_events(gw: &Gateway) -> Vec<(Uuid, eventline_shared::event::EnrichedEvent)> {
+    let client = redis::Client::open(gw.redis_url.as_str()).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let reply: redis::Value = redis::cmd("XRANGE")
+        .arg(gw.keys.stream(0))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .expect("xrange");
+    stream_reply::entries("XRANGE", reply)
+        .expect("entries")
+        .iter()
+        .map(|entry| {
+            let event = stream_codec::decode(
+                entry.field(stream_codec::FIELD_VERSION),
+                entry.field(stream_codec::FIELD_EVENT),
+            )
+            .expect("a decodable entry");
+            (event.dedup_key(), event)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn otlp_records_are_each_on_the_stream_once() {
+    let gw = gateway(&[]).await;
+    let args = run_args(
+        &gw,
+        &[
+            "--format",
+            "otlp",
+            "--mode",
+            "closed",
+            "--max-events",
+            "1000",
+            "-c",
+            "4",
+            "-b",
+            "50",
+            "--duplicate-share",
+            "0.1",
+        ],
+    );
+    let plan = eventline_load::plan(&args).expect("plan");
+    let tag = eventline_load::run_tag();
+    let services = eventline_load::event_gen::service_names(&tag, plan.shape.services);
+    let (_, recorder) = driver::run(RunConfig {
+        target: Target::parse(&args.target, None).expect("target"),
+        plan,
+        seed: 5,
+        run_tag: tag,
+        services: services.clone(),
+        drain_timeout: Duration::from_secs(20),
+        keep_ids: true,
+        progress: false,
+        lag: None,
+    })
+    .await;
+    assert_eq!(recorder.requests_done.load(Ordering::Relaxed), 20);
+    assert_eq!(recorder.events_accepted.load(Ordering::Relaxed), 1000);
+    let totals = recorder.into_totals();
+    assert_eq!(
+        totals.statuses.get(&200),
+        Some(&20),
+        "{:?}",
+        totals.statuses
+    );
+    assert_eq!(totals.rejected_events, 0);
+
+    // Each accepted record is one entry, under the key the generator
+    // expects; re-sends (same service and event_id) as often as accepted.
+    let mut accepted: HashMap<Uuid, u32> = HashMap::new();
+    for a in &totals.accepted {
+        *accepted.entry(a.dedup_key).or_default() += 1;
+    }
+    assert!(
+        accepted.values().any(|&n| n > 1),
+        "the run re-sent some records"
+    );
+    let stream = stream_events(&gw).await;
+    let mut on_stream: HashMap<Uuid, u32> = HashMap::new();
+    for (key, event) in &stream {
+        *on_stream.entry(*key).or_default() += 1;
+        assert!(services.contains(&event.service), "{}", event.service);
+        assert!(event.event_id.is_some() && !event.message.is_empty());
+        let metadata: serde_json::Value =
+            serde_json::from_str(event.metadata.as_deref().expect("metadata")).expect("json");
+        assert_eq!(
+            metadata["attributes"]["log.record.uid"].as_str(),
+            event.event_id.as_deref()
+        );
+        assert!(metadata["severity_text"].is_string(), "{metadata}");
+        assert_eq!(metadata["resource"]["service.name"], event.service.as_str());
+    }
+    assert_eq!(stream.len(), 1000);
+    assert_eq!(on_stream, accepted);
+
+    // The command's own path, one record per request.
+    let single = eventline_load::run(&run_args(
+        &gw,
+        &[
+            "--format",
+            "otlp",
+            "--mode",
+            "closed",
+            "--max-events",
+            "60",
+            "-c",
+            "2",
+            "-b",
+            "0",
+        ],
+    ))
+    .await
+    .expect("single run");
+    assert_eq!(single.statuses.get(&200), Some(&60), "{}", single.render());
+    assert_eq!(single.events_accepted, 60);
+    assert_eq!(stream_len(&gw).await, 1060);
     gw.shutdown.cancel();
 }
 
