@@ -15,7 +15,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 export RUSTC_BOOTSTRAP=1
 SECONDS_EACH=${FUZZ_SECONDS:-600}
 WORK=${FUZZ_WORK:-$PWD/../target/fuzz-corpus}
-read -r -a TARGETS <<<"${FUZZ_TARGETS:-validate_event batch_split stream_decode}"
+read -r -a TARGETS <<<"${FUZZ_TARGETS:-validate_event batch_split stream_decode otlp_logs}"
 
 cargo fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 for t in "${TARGETS[@]}"; do

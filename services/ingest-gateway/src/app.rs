@@ -426,16 +426,29 @@ async fn export_logs(
 ) -> Result<Response, ApiError> {
     let identity = state.admit(headers, peer)?;
     let bytes = state.read_body(headers, body).await?;
+    let limit = state.http.max_log_records as usize;
+    let too_many = |count| ApiError::TooManyEvents { count, limit };
+    if encoding == otlp::Encoding::Protobuf {
+        let count = otlp::count_protobuf_records(&bytes);
+        if count > limit {
+            return Err(too_many(count));
+        }
+    }
     let request = otlp::decode(&bytes, encoding)?;
+    let count = otlp::count_records(&request);
+    if count > limit {
+        return Err(too_many(count));
+    }
     let now = Utc::now();
     let mut mapped = otlp::map_request(&request, &state.limits, now);
     drop(request);
-    state
-        .metrics
-        .batch_size
-        .observe((mapped.events.len() + mapped.rejected.len()) as f64);
-    for e in &mapped.rejected {
-        state.reject(e.code.as_str());
+    state.metrics.batch_size.observe(count as f64);
+    for (code, n) in &mapped.rejected {
+        state
+            .metrics
+            .events_rejected
+            .with_label_values(&[code.as_str()])
+            .inc_by(*n);
     }
     let mut outgoing = Outgoing::with_capacity(mapped.events.len());
     for event in std::mem::take(&mut mapped.events) {

@@ -49,6 +49,11 @@ pub struct HttpArgs {
     /// Most events in one batch request.
     #[arg(long, env = "MAX_BATCH_EVENTS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_batch_events: u32,
+    /// Most log records in one OTLP request (`/v1/logs`); above the
+    /// Collector's default batch of 8192, so a default Collector is not
+    /// refused. Counted before decoding a protobuf body.
+    #[arg(long, env = "MAX_LOG_RECORDS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_log_records: u32,
     /// Longest time a client may take to send its request headers, in milliseconds.
     #[arg(long, env = "HEADER_READ_TIMEOUT_MS", value_name = "HEADER_READ_TIMEOUT_MS", default_value = "5000", value_parser = parse_positive_millis)]
     pub header_read_timeout: Duration,

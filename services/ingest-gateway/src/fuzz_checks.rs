@@ -7,13 +7,19 @@
 //!   items than the limit, and each item validates without panicking;
 //! - the stream decoder returns for any payload, and what it decodes
 //!   re-encodes to an equal event; the worker's in-place decoder accepts
-//!   exactly the same payloads and reads the same event from them.
+//!   exactly the same payloads and reads the same event from them;
+//! - the OTLP decoder returns for any bytes in both encodings, and what it
+//!   decodes maps to events and rejections that account for every record,
+//!   each event within the contract's limits and decodable from the stream.
 
+use chrono::SubsecRound;
+use eventline_shared::ValidEvent;
 use eventline_shared::stream_codec::{decode, decode_ref, encode};
 use eventline_shared::validate::{EventLimits, parse_event, parse_event_str};
 
 use crate::batch;
 use crate::body::Format;
+use crate::otlp;
 
 pub fn validate_event(data: &[u8]) {
     let limits = EventLimits::default();
@@ -59,5 +65,92 @@ pub fn stream_decode(data: &[u8]) {
             panic!("a re-encoded event does not decode");
         };
         assert_eq!(again, event);
+    }
+}
+
+pub fn otlp_logs(data: &[u8]) {
+    let limits = EventLimits::default();
+    for encoding in [otlp::Encoding::Protobuf, otlp::Encoding::Json] {
+        let Ok(request) = otlp::decode(data, encoding) else {
+            continue;
+        };
+        let records = otlp::count_records(&request);
+        if encoding == otlp::Encoding::Protobuf {
+            assert_eq!(
+                otlp::count_protobuf_records(data),
+                records,
+                "the wire count is the decoded count"
+            );
+        }
+        let now = chrono::Utc::now();
+        let mapped = otlp::map_request(&request, &limits, now);
+        assert_eq!(
+            mapped.events.len() as u64 + mapped.rejected_count(),
+            records as u64,
+            "every record is either an event or a rejection ({encoding:?})"
+        );
+        assert_eq!(mapped.first_reason.is_some(), !mapped.rejected.is_empty());
+        for event in mapped.events {
+            check_otlp_event(event, &limits, now);
+        }
+    }
+}
+
+/// The contract's rules on an event mapped from a log record, and its round
+/// trip through the stream format.
+fn check_otlp_event(event: ValidEvent, limits: &EventLimits, now: chrono::DateTime<chrono::Utc>) {
+    let service = event.service();
+    assert!(!service.is_empty() && service.len() <= limits.max_service_len);
+    assert!(
+        service
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-')),
+        "service {service:?} breaks the service rule"
+    );
+    let message = event.message();
+    assert!(!message.is_empty() && !message.contains('\0'));
+    assert!(message.chars().count() <= limits.max_message_chars);
+    let oldest = now - chrono::TimeDelta::days(i64::from(limits.retention_days));
+    let latest = now + chrono::TimeDelta::seconds(i64::from(limits.max_future_seconds));
+    assert!(event.ts() >= oldest && event.ts() <= latest);
+    if let Some(metadata) = event.metadata() {
+        assert!(metadata.len() <= limits.max_metadata_bytes);
+        let value: serde_json::Value = serde_json::from_str(metadata).expect("metadata is JSON");
+        assert!(value.is_object(), "metadata is an object");
+        assert_json_within(&value, 1, limits.max_metadata_depth);
+    }
+    if let Some(id) = event.event_id() {
+        assert!(!id.is_empty() && id.len() <= limits.max_event_id_len);
+        assert!(id.bytes().all(|b| (b' '..=b'~').contains(&b)));
+    }
+    // The stream keeps the receive time to the microsecond.
+    let enriched = event.enrich(now.trunc_subsecs(6), Some("fuzz".into()));
+    let Ok(bytes) = encode(&enriched) else {
+        panic!("a mapped event does not encode");
+    };
+    let Ok(decoded) = decode(Some(b"1"), Some(&bytes)) else {
+        panic!("a mapped event does not decode from the stream");
+    };
+    assert_eq!(decoded, enriched);
+}
+
+/// No U+0000 in any key or string, and no deeper than `max_depth`.
+fn assert_json_within(value: &serde_json::Value, depth: usize, max_depth: usize) {
+    match value {
+        serde_json::Value::String(s) => assert!(!s.contains('\0')),
+        serde_json::Value::Array(items) => {
+            assert!(depth <= max_depth, "metadata deeper than {max_depth}");
+            for item in items {
+                assert_json_within(item, depth + 1, max_depth);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            assert!(depth <= max_depth, "metadata deeper than {max_depth}");
+            for (key, item) in map {
+                assert!(!key.contains('\0'));
+                assert_json_within(item, depth + 1, max_depth);
+            }
+        }
+        _ => {}
     }
 }

@@ -100,14 +100,85 @@ pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<ExportLogsServiceReque
     }
 }
 
+/// Log records in a protobuf export request, counted on the wire before
+/// anything is decoded, so a request cannot make the gateway build more
+/// records than its limit allows (an empty record is 2 bytes on the wire
+/// and ~200 once decoded). Malformed input stops the count; the decoder
+/// then says what is wrong.
+pub fn count_protobuf_records(body: &[u8]) -> usize {
+    let mut records = 0;
+    each_message_field(body, |tag, resource_logs| {
+        if tag == 1 {
+            each_message_field(resource_logs, |tag, scope_logs| {
+                if tag == 2 {
+                    each_message_field(scope_logs, |tag, _| records += usize::from(tag == 2));
+                }
+            });
+        }
+    });
+    records
+}
+
+/// Calls `f` with the tag and bytes of each length-delimited field of a
+/// protobuf message, skipping the others.
+fn each_message_field(mut buf: &[u8], mut f: impl FnMut(u32, &[u8])) {
+    use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, skip_field};
+    while !buf.is_empty() {
+        let Ok((tag, wire_type)) = decode_key(&mut buf) else {
+            return;
+        };
+        if wire_type != WireType::LengthDelimited {
+            if skip_field(wire_type, tag, &mut buf, DecodeContext::default()).is_err() {
+                return;
+            }
+            continue;
+        }
+        let Ok(len) = decode_varint(&mut buf) else {
+            return;
+        };
+        let Some(field) = usize::try_from(len).ok().and_then(|len| buf.get(..len)) else {
+            return;
+        };
+        f(tag, field);
+        buf = &buf[field.len()..];
+    }
+}
+
+/// Log records in a decoded request.
+pub fn count_records(request: &ExportLogsServiceRequest) -> usize {
+    request
+        .resource_logs
+        .iter()
+        .flat_map(|r| &r.scope_logs)
+        .map(|s| s.log_records.len())
+        .sum()
+}
+
 /// The records of a request, mapped: the valid events in request order and
 /// what was left out.
 #[derive(Debug, Default)]
 pub struct Mapped {
     pub events: Vec<ValidEvent>,
-    pub rejected: Vec<EventError>,
+    /// How many records were left out, by error code.
+    pub rejected: Vec<(validate::ErrorCode, u64)>,
     /// The first rejected record's place and reason, for `partial_success`.
     pub first_reason: Option<String>,
+}
+
+impl Mapped {
+    /// Records left out.
+    pub fn rejected_count(&self) -> u64 {
+        self.rejected.iter().map(|(_, n)| n).sum()
+    }
+
+    fn reject(&mut self, place: impl FnOnce() -> String, error: EventError) {
+        self.first_reason
+            .get_or_insert_with(|| format!("{}: {}", place(), error.message));
+        match self.rejected.iter_mut().find(|(code, _)| *code == error.code) {
+            Some((_, n)) => *n += 1,
+            None => self.rejected.push((error.code, 1)),
+        }
+    }
 }
 
 /// Maps and validates every record of `request`.
@@ -129,15 +200,10 @@ pub fn map_request(
             for (l, record) in scope_logs.log_records.iter().enumerate() {
                 match map_record(&source, record, limits, now) {
                     Ok(event) => mapped.events.push(event),
-                    Err(error) => {
-                        mapped.first_reason.get_or_insert_with(|| {
-                            format!(
-                                "resourceLogs[{r}].scopeLogs[{s}].logRecords[{l}]: {}",
-                                error.message
-                            )
-                        });
-                        mapped.rejected.push(error);
-                    }
+                    Err(error) => mapped.reject(
+                        || format!("resourceLogs[{r}].scopeLogs[{s}].logRecords[{l}]"),
+                        error,
+                    ),
                 }
             }
         }
@@ -362,7 +428,7 @@ pub fn accepted(encoding: Encoding, mapped: &Mapped) -> Response {
         .first_reason
         .as_ref()
         .map(|reason| ExportLogsPartialSuccess {
-            rejected_log_records: mapped.rejected.len() as i64,
+            rejected_log_records: i64::try_from(mapped.rejected_count()).unwrap_or(i64::MAX),
             error_message: reason.clone(),
         });
     let body = match encoding {

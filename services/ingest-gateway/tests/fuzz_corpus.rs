@@ -36,3 +36,8 @@ fn batch_split_corpus() {
 fn stream_decode_corpus() {
     replay("stream_decode", ingest_gateway::fuzz_checks::stream_decode);
 }
+
+#[test]
+fn otlp_logs_corpus() {
+    replay("otlp_logs", ingest_gateway::fuzz_checks::otlp_logs);
+}

@@ -206,18 +206,23 @@ fn records_that_break_a_rule_are_counted_and_the_first_reason_named() {
     let mapped = map_request(&request("s", records), &limits, now());
     assert_eq!(mapped.events.len(), 1);
     assert_eq!(mapped.events[0].message(), "fine");
-    let codes: Vec<_> = mapped.rejected.iter().map(|e| e.code.as_str()).collect();
+    let codes: Vec<_> = mapped
+        .rejected
+        .iter()
+        .map(|(code, n)| (code.as_str(), *n))
+        .collect();
     assert_eq!(
         codes,
         [
-            "empty",
-            "timestamp_too_old",
-            "nul_character",
-            "invalid_characters",
-            "too_deep",
-            "too_large"
+            ("empty", 1),
+            ("timestamp_too_old", 1),
+            ("nul_character", 1),
+            ("invalid_characters", 1),
+            ("too_deep", 1),
+            ("too_large", 1)
         ]
     );
+    assert_eq!(mapped.rejected_count(), 6);
     let reason = mapped.first_reason.unwrap();
     assert!(
         reason.starts_with("resourceLogs[0].scopeLogs[0].logRecords[0]: `message`"),
@@ -257,4 +262,34 @@ fn ids_of_the_wrong_length_or_all_zero_are_left_out() {
     assert_eq!(id_hex(&[0; 16], 16), None);
     assert_eq!(id_hex(&[1; 15], 16), None);
     assert_eq!(id_hex(&[1; 8], 8).as_deref(), Some("0101010101010101"));
+}
+
+#[test]
+fn records_are_counted_on_the_wire_as_decoding_would_count_them() {
+    let req = ExportLogsServiceRequest {
+        resource_logs: vec![
+            request("a", vec![record("1"), record("2")]).resource_logs.remove(0),
+            request("b", vec![record("3")]).resource_logs.remove(0),
+            ResourceLogs::default(),
+        ],
+    };
+    let bytes = req.encode_to_vec();
+    assert_eq!(count_protobuf_records(&bytes), 3);
+    assert_eq!(count_records(&req), 3);
+    // Empty records are two bytes each: counted without building them.
+    let mut empty = vec![0x0a, 0x00];
+    let scope: Vec<u8> = [0x12, 0x00].repeat(1000);
+    let mut resource = vec![0x12];
+    prost::encoding::encode_varint(scope.len() as u64, &mut resource);
+    resource.extend(&scope);
+    empty.clear();
+    empty.push(0x0a);
+    prost::encoding::encode_varint(resource.len() as u64, &mut empty);
+    empty.extend(&resource);
+    assert_eq!(count_protobuf_records(&empty), 1000);
+    // Malformed input stops the count without a panic.
+    for cut in 0..bytes.len() {
+        assert!(count_protobuf_records(&bytes[..cut]) <= 3);
+    }
+    assert_eq!(count_protobuf_records(b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"), 0);
 }

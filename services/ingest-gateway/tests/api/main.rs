@@ -7,4 +7,5 @@ mod helpers;
 mod ingest;
 mod linger;
 mod otlp;
+mod otlp_corpus;
 mod security;
