@@ -424,15 +424,26 @@ fn validate_fields(
 
 /// An event from a source other than the contract's JSON (an OTLP log
 /// record), its fields already decoded by that source's own format.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct DecodedFields<'a> {
     pub service: &'a str,
     pub message: &'a str,
     /// `None`: the receive time.
     pub timestamp: Option<DateTime<Utc>>,
-    /// The JSON text of an object.
-    pub metadata: Option<&'a str>,
+    pub metadata: Option<DecodedMetadata<'a>>,
     pub event_id: Option<&'a str>,
+}
+
+/// Metadata from another source.
+#[derive(Debug, Clone)]
+pub enum DecodedMetadata<'a> {
+    /// The JSON text of an object, held to every metadata rule here.
+    Text(&'a str),
+    /// An object the source wrote itself and already held to the depth and
+    /// U+0000 rules while writing it, with numbers PostgreSQL stores (the
+    /// OTLP mapping): only its size is checked here, and the text is kept
+    /// without a copy.
+    Checked(String),
 }
 
 /// Holds decoded fields to every rule of the contract, as [`parse_event`]
@@ -458,7 +469,8 @@ pub fn validate_decoded(
         None => now.trunc_subsecs(3),
     };
     let metadata = match fields.metadata {
-        Some(text) => Some(check_metadata_text(text, limits)?),
+        Some(DecodedMetadata::Text(text)) => Some(check_metadata_text(text, limits)?),
+        Some(DecodedMetadata::Checked(json)) => Some(check_metadata_size(json, limits)?),
         None => None,
     };
     let event_id = match fields.event_id {
@@ -758,6 +770,21 @@ fn check_metadata_text(text: &str, limits: &EventLimits) -> Result<String, Event
         ));
     }
     Ok(compact)
+}
+
+fn check_metadata_size(json: String, limits: &EventLimits) -> Result<String, EventError> {
+    if json.len() > limits.max_metadata_bytes {
+        return Err(EventError::new(
+            ErrorCode::TooLarge,
+            "metadata",
+            format!(
+                "`metadata` is {} bytes of JSON; the limit is {}",
+                json.len(),
+                limits.max_metadata_bytes
+            ),
+        ));
+    }
+    Ok(json)
 }
 
 /// The most digits after the decimal point a PostgreSQL `numeric` (and so

@@ -27,21 +27,25 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use eventline_shared::ValidEvent;
-use eventline_shared::validate::{self, DecodedFields, EventError, EventLimits};
+use eventline_shared::validate::{self, DecodedFields, DecodedMetadata, EventError, EventLimits};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
+use opentelemetry_proto::tonic::common::v1::AnyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message as _;
-use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::value::RawValue;
 
 use crate::error::ApiError;
+
+mod metadata;
+
+#[cfg(test)]
+use metadata::id_hex;
 
 /// The service of records whose resource names none: what the OpenTelemetry
 /// SDKs call a service they were not told the name of.
@@ -174,7 +178,11 @@ impl Mapped {
     fn reject(&mut self, place: impl FnOnce() -> String, error: EventError) {
         self.first_reason
             .get_or_insert_with(|| format!("{}: {}", place(), error.message));
-        match self.rejected.iter_mut().find(|(code, _)| *code == error.code) {
+        match self
+            .rejected
+            .iter_mut()
+            .find(|(code, _)| *code == error.code)
+        {
             Some((_, n)) => *n += 1,
             None => self.rejected.push((error.code, 1)),
         }
@@ -188,17 +196,27 @@ pub fn map_request(
     now: DateTime<Utc>,
 ) -> Mapped {
     let mut mapped = Mapped::default();
+    let max_depth = limits.max_metadata_depth;
     for (r, resource_logs) in request.resource_logs.iter().enumerate() {
         let resource = resource_logs.resource.as_ref();
         let service = service_name(resource, limits);
+        let resource_json = metadata::resource_json(resource, max_depth);
         for (s, scope_logs) in resource_logs.scope_logs.iter().enumerate() {
-            let source = Source {
-                service: &service,
-                resource,
-                scope: scope_logs.scope.as_ref(),
+            let scope_json = metadata::scope_json(scope_logs.scope.as_ref(), max_depth);
+            let shared = match (&resource_json, &scope_json) {
+                (Ok(resource), Ok(scope)) => Ok(Source {
+                    service: &service,
+                    resource: resource.as_deref(),
+                    scope: scope.as_deref(),
+                }),
+                (Err(e), _) | (_, Err(e)) => Err(e),
             };
             for (l, record) in scope_logs.log_records.iter().enumerate() {
-                match map_record(&source, record, limits, now) {
+                let result = match &shared {
+                    Ok(source) => map_record(source, record, limits, now),
+                    Err(e) => Err((*e).clone()),
+                };
+                match result {
                     Ok(event) => mapped.events.push(event),
                     Err(error) => mapped.reject(
                         || format!("resourceLogs[{r}].scopeLogs[{s}].logRecords[{l}]"),
@@ -211,12 +229,13 @@ pub fn map_request(
     mapped
 }
 
-/// What a record inherits from its resource and scope.
+/// What a record inherits from its resource and scope: the service name,
+/// already made to fit the service rule, and their parts of the metadata,
+/// already written.
 pub struct Source<'a> {
-    /// The resource's service name, already made to fit the service rule.
     pub service: &'a str,
-    pub resource: Option<&'a Resource>,
-    pub scope: Option<&'a InstrumentationScope>,
+    pub resource: Option<&'a RawValue>,
+    pub scope: Option<&'a RawValue>,
 }
 
 /// One log record as an event, or the rule it breaks.
@@ -231,13 +250,18 @@ pub fn map_record(
         .into_iter()
         .find(|&nanos| nanos != 0)
         .map(from_unix_nanos);
-    let metadata = serde_json::to_string(&Metadata { source, record }).map_err(|e| {
-        EventError::for_field(
-            validate::ErrorCode::InvalidJson,
-            "metadata",
-            format!("the record's attributes cannot be written as JSON: {e}"),
-        )
-    })?;
+    // Records of one request look alike: start from the resource's and
+    // scope's size plus room for the record's own keys.
+    let capacity = 256
+        + source.resource.map_or(0, |r| r.get().len())
+        + source.scope.map_or(0, |s| s.get().len());
+    let metadata = metadata::record_json(
+        record,
+        source.resource,
+        source.scope,
+        limits.max_metadata_depth,
+        capacity,
+    )?;
     let event_id = record
         .attributes
         .iter()
@@ -251,7 +275,7 @@ pub fn map_record(
             service: source.service,
             message: &message,
             timestamp,
-            metadata: Some(&metadata),
+            metadata: Some(DecodedMetadata::Checked(metadata)),
             event_id,
         },
         limits,
@@ -287,7 +311,9 @@ fn body_text(body: Option<&AnyValue>) -> Cow<'_, str> {
     match body.and_then(|b| b.value.as_ref()) {
         None => Cow::Borrowed(""),
         Some(Value::StringValue(text)) => Cow::Borrowed(text),
-        Some(other) => Cow::Owned(serde_json::to_string(&Any(Some(other))).unwrap_or_default()),
+        Some(other) => {
+            Cow::Owned(serde_json::to_string(&metadata::Any::unchecked(other)).unwrap_or_default())
+        }
     }
 }
 
@@ -295,130 +321,6 @@ fn from_unix_nanos(nanos: u64) -> DateTime<Utc> {
     const NANOS: u64 = 1_000_000_000;
     // u64 nanoseconds end in 2554, well inside chrono's range.
     DateTime::from_timestamp((nanos / NANOS) as i64, (nanos % NANOS) as u32).unwrap_or_default()
-}
-
-/// A record's metadata object; each key is written only when the record
-/// has it.
-struct Metadata<'a> {
-    source: &'a Source<'a>,
-    record: &'a LogRecord,
-}
-
-impl Serialize for Metadata<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let record = self.record;
-        let mut map = serializer.serialize_map(None)?;
-        if !record.severity_text.is_empty() {
-            map.serialize_entry("severity_text", &record.severity_text)?;
-        }
-        if record.severity_number != 0 {
-            map.serialize_entry("severity_number", &record.severity_number)?;
-        }
-        if !record.event_name.is_empty() {
-            map.serialize_entry("event_name", &record.event_name)?;
-        }
-        if let Some(id) = id_hex(&record.trace_id, 16) {
-            map.serialize_entry("trace_id", &id)?;
-        }
-        if let Some(id) = id_hex(&record.span_id, 8) {
-            map.serialize_entry("span_id", &id)?;
-        }
-        if record.flags != 0 {
-            map.serialize_entry("flags", &record.flags)?;
-        }
-        if !record.attributes.is_empty() {
-            map.serialize_entry("attributes", &Attributes(&record.attributes))?;
-        }
-        if record.dropped_attributes_count != 0 {
-            map.serialize_entry("dropped_attributes_count", &record.dropped_attributes_count)?;
-        }
-        if let Some(resource) = self.source.resource.filter(|r| !r.attributes.is_empty()) {
-            map.serialize_entry("resource", &Attributes(&resource.attributes))?;
-        }
-        if let Some(scope) = self
-            .source
-            .scope
-            .filter(|s| !(s.name.is_empty() && s.version.is_empty() && s.attributes.is_empty()))
-        {
-            map.serialize_entry("scope", &Scope(scope))?;
-        }
-        map.end()
-    }
-}
-
-/// A trace or span id in lowercase hex; `None` when it is absent, of the
-/// wrong length or all zeros (the specification's invalid ids).
-fn id_hex(bytes: &[u8], len: usize) -> Option<String> {
-    if bytes.len() != len || bytes.iter().all(|&b| b == 0) {
-        return None;
-    }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(len * 2);
-    for &b in bytes {
-        out.push(HEX[usize::from(b >> 4)] as char);
-        out.push(HEX[usize::from(b & 0xf)] as char);
-    }
-    Some(out)
-}
-
-struct Scope<'a>(&'a InstrumentationScope);
-
-impl Serialize for Scope<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let scope = self.0;
-        let mut map = serializer.serialize_map(None)?;
-        if !scope.name.is_empty() {
-            map.serialize_entry("name", &scope.name)?;
-        }
-        if !scope.version.is_empty() {
-            map.serialize_entry("version", &scope.version)?;
-        }
-        if !scope.attributes.is_empty() {
-            map.serialize_entry("attributes", &Attributes(&scope.attributes))?;
-        }
-        map.end()
-    }
-}
-
-/// Key-value pairs as a JSON object, in their order.
-struct Attributes<'a>(&'a [KeyValue]);
-
-impl Serialize for Attributes<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for kv in self.0 {
-            map.serialize_entry(
-                &kv.key,
-                &Any(kv.value.as_ref().and_then(|v| v.value.as_ref())),
-            )?;
-        }
-        map.end()
-    }
-}
-
-/// An `AnyValue` as plain JSON: kvlists as objects, arrays as arrays, bytes
-/// as base64, an empty value as null.
-struct Any<'a>(Option<&'a Value>);
-
-impl Serialize for Any<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self.0 {
-            // A string-table index means something only in profiles, which
-            // carry the table; in a log record it names nothing.
-            None | Some(Value::StringValueStrindex(_)) => serializer.serialize_unit(),
-            Some(Value::StringValue(s)) => serializer.serialize_str(s),
-            Some(Value::BoolValue(b)) => serializer.serialize_bool(*b),
-            Some(Value::IntValue(i)) => serializer.serialize_i64(*i),
-            Some(Value::DoubleValue(d)) => serializer.serialize_f64(*d),
-            Some(Value::ArrayValue(array)) => {
-                serializer.collect_seq(array.values.iter().map(|v| Any(v.value.as_ref())))
-            }
-            Some(Value::KvlistValue(list)) => Attributes(&list.values).serialize(serializer),
-            Some(Value::BytesValue(bytes)) => {
-                serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
-            }
-        }
-    }
 }
 
 /// The 200 answer: an `ExportLogsServiceResponse`, with `partial_success`

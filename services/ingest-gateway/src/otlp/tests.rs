@@ -1,6 +1,8 @@
 use super::*;
 use chrono::TimeZone;
-use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
+use opentelemetry_proto::tonic::common::v1::{
+    ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
+};
 use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
 
 fn now() -> DateTime<Utc> {
@@ -268,7 +270,9 @@ fn ids_of_the_wrong_length_or_all_zero_are_left_out() {
 fn records_are_counted_on_the_wire_as_decoding_would_count_them() {
     let req = ExportLogsServiceRequest {
         resource_logs: vec![
-            request("a", vec![record("1"), record("2")]).resource_logs.remove(0),
+            request("a", vec![record("1"), record("2")])
+                .resource_logs
+                .remove(0),
             request("b", vec![record("3")]).resource_logs.remove(0),
             ResourceLogs::default(),
         ],
@@ -291,5 +295,90 @@ fn records_are_counted_on_the_wire_as_decoding_would_count_them() {
     for cut in 0..bytes.len() {
         assert!(count_protobuf_records(&bytes[..cut]) <= 3);
     }
-    assert_eq!(count_protobuf_records(b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"), 0);
+    assert_eq!(
+        count_protobuf_records(b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"),
+        0
+    );
+}
+
+/// The rules checked while writing agree with the validator's own walk of
+/// the same JSON text, for nesting around the limit and U+0000 anywhere.
+#[test]
+fn rules_checked_while_writing_agree_with_the_validators_walk() {
+    let limits = EventLimits::default();
+    let nest = |leaf: AnyValue, levels: usize, kvlist: bool| {
+        let mut value = leaf;
+        for _ in 0..levels {
+            value = AnyValue {
+                value: Some(if kvlist {
+                    Value::KvlistValue(KeyValueList {
+                        values: vec![kv("k", value)],
+                    })
+                } else {
+                    Value::ArrayValue(ArrayValue {
+                        values: vec![value],
+                    })
+                }),
+            };
+        }
+        value
+    };
+    let mut cases = Vec::new();
+    for levels in 0..20 {
+        for kvlist in [false, true] {
+            cases.push((levels, kvlist, "x"));
+            cases.push((levels, kvlist, "x\0y"));
+        }
+    }
+    for (i, (levels, kvlist, leaf)) in cases.into_iter().enumerate() {
+        let mut rec = record("m");
+        rec.attributes = vec![kv("a", nest(string(leaf), levels, kvlist))];
+        let source = Source {
+            service: "s",
+            resource: None,
+            scope: None,
+        };
+        let checked = map_record(&source, &rec, &limits, now()).map_err(|e| e.code);
+        // The same JSON text, written without the rules: the NUL goes in
+        // as the escape the validator's parser reads back as U+0000.
+        rec.attributes = vec![kv("a", nest(string("xZy"), levels, kvlist))];
+        let json = metadata::record_json(&rec, None, None, usize::MAX, 0)
+            .unwrap()
+            .replace("xZy", &leaf.replace('\0', "\\u0000"));
+        let walked = validate::validate_decoded(
+            DecodedFields {
+                service: "s",
+                message: "m",
+                timestamp: None,
+                metadata: Some(DecodedMetadata::Text(&json)),
+                event_id: None,
+            },
+            &limits,
+            now(),
+        )
+        .map(|_| ())
+        .map_err(|e| e.code);
+        assert_eq!(checked.map(|_| ()), walked, "case {i}: {json}");
+    }
+}
+
+#[test]
+fn a_nul_in_the_resource_or_scope_rejects_each_of_their_records_with_the_field() {
+    let mut req = request("svc", vec![record("a"), record("b")]);
+    req.resource_logs[0].scope_logs[0].scope = Some(InstrumentationScope {
+        name: "lib\0".into(),
+        ..Default::default()
+    });
+    let mapped = map_request(&req, &EventLimits::default(), now());
+    assert!(mapped.events.is_empty());
+    assert_eq!(mapped.rejected_count(), 2);
+    assert!(
+        mapped
+            .first_reason
+            .as_deref()
+            .unwrap()
+            .contains("`metadata.scope.name` must not contain U+0000"),
+        "{:?}",
+        mapped.first_reason
+    );
 }
