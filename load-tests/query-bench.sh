@@ -4,7 +4,9 @@
 # database filled by load-tests/query-load.sh:
 #   1. a 50-event page of one service over a one-hour window;
 #   2. the same over a seven-day window;
-#   3. /v1/stats (cached, the default, and uncached: STATS_CACHE_MS=0).
+#   3. /v1/stats (cached, the default, and uncached: STATS_CACHE_MS=0);
+#   4. the console's histogram (/v1/stats/histogram, 60 buckets) of one
+#      service over 1 hour and 7 days ending at a random minute (HTTP only).
 # Prints p50/p99 of each and the HTTP/SQL ratio. Everything shares this
 # machine's cores: read the ratios, not only the absolute numbers.
 #
@@ -103,6 +105,10 @@ for hours in 1 168; do
     sqlr=$(sql "$(page_sql $hours)")
     httpr=$(WINDOW_HOURS=$hours http load-tests/wrk/query-page.lua "")
     report "page of 50, ${hours} h window" "$httpr" "$sqlr"
+done
+for hours in 1 168; do
+    read -r hp50 hp99 hrps <<<"$(WINDOW_HOURS=$hours http load-tests/wrk/query-histogram.lua "")"
+    printf '%-28s HTTP p50 %6.2f ms  p99 %6.2f ms  (%5d req/s)\n' "histogram, ${hours} h window" "$hp50" "$hp99" "$hrps"
 done
 sqlr=$(sql "$(stats_sql)")
 httpr=$(http "" /v1/stats)

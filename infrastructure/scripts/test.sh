@@ -22,6 +22,10 @@
 #                       load-tests/otel/requirements.txt: the OpenTelemetry SDK), built
 #                       here before the tests and rebuilt only when the requirements or
 #                       python3 change
+#   EVENTLINE_BROWSER_PYTHON     the same for the browser virtualenv (<target dir>/browser-venv,
+#                       services/query-api/tests/browser/requirements.txt: Selenium,
+#                       whose pins clash with the SDK's); Debian's chromium and
+#                       chromium-driver are installed too when missing (as root)
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=common.sh
@@ -52,15 +56,18 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 TOOLS_REQUIREMENTS=load-tests/otel/requirements.txt
+BROWSER_REQUIREMENTS=services/query-api/tests/browser/requirements.txt
 
-# The tools virtualenv the tests drive real clients from (the OpenTelemetry
-# Python SDK). A stamp holds the hash of the requirements and of python3's
-# version: a warm run only compares it.
-ensure_tools_venv() {
+# A virtualenv the tests drive real clients from: <target dir>/$2 from the
+# pinned requirements file $1, its Python exported as $3. A stamp holds the
+# hash of the requirements and of python3's version: a warm run only
+# compares it.
+ensure_venv() {
+    local requirements=$1 name=$2 variable=$3
     local target venv stamp want
     target=${CARGO_TARGET_DIR:-target}
     [[ $target == /* ]] || target=$EVENTLINE_ROOT/$target
-    venv=$target/tools-venv
+    venv=$target/$name
     stamp=$venv/.requirements.sha256
     if ! command -v python3 >/dev/null; then
         is_root || die "python3 not found (the tools virtualenv needs it): sudo apt-get install -y python3 python3-venv"
@@ -68,10 +75,10 @@ ensure_tools_venv() {
     fi
     want=$({
         python3 -c 'import sys; print(sys.version, sys.executable)'
-        cat "$TOOLS_REQUIREMENTS"
+        cat "$requirements"
     } | sha256sum | cut -d' ' -f1)
     if [[ ! -x $venv/bin/python || ! -f $stamp || $(<"$stamp") != "$want" ]]; then
-        step "tools virtualenv $venv ($TOOLS_REQUIREMENTS)"
+        step "virtualenv $venv ($requirements)"
         rm -f "$stamp"
         if ! python3 -m venv --clear "$venv"; then
             # Debian and Ubuntu ship venv's pip bootstrap separately.
@@ -80,11 +87,20 @@ ensure_tools_venv() {
             python3 -m venv --clear "$venv"
         fi
         # --no-deps: every package is pinned in the file; pip check proves none is missing.
-        "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps -r "$TOOLS_REQUIREMENTS"
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps -r "$requirements"
         "$venv/bin/python" -m pip check
         printf '%s\n' "$want" >"$stamp"
     fi
-    export EVENTLINE_TOOLS_PYTHON=$venv/bin/python
+    export "$variable=$venv/bin/python"
+}
+
+# The console's browser test drives Debian's Chromium through its driver.
+ensure_chromium() {
+    if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+        return 0
+    fi
+    is_root || die "chromium and chromedriver not found (the console's browser test needs them): sudo apt-get install -y chromium chromium-driver"
+    apt_install chromium chromium-driver
 }
 
 start_databases() {
@@ -148,7 +164,9 @@ run_checks() {
     fi
 }
 
-ensure_tools_venv
+ensure_venv "$TOOLS_REQUIREMENTS" tools-venv EVENTLINE_TOOLS_PYTHON
+ensure_venv "$BROWSER_REQUIREMENTS" browser-venv EVENTLINE_BROWSER_PYTHON
+ensure_chromium
 start_databases
 if [[ -n ${EVENTLINE_TEST_CMD:-} ]]; then
     step "EVENTLINE_TEST_CMD: $EVENTLINE_TEST_CMD"

@@ -1,5 +1,6 @@
 //! Configuration pieces every service flattens into its own clap `Parser`:
-//! Redis, PostgreSQL and logging. Every flag has an environment variable;
+//! Redis, PostgreSQL, logging, API keys and the stream shards, each declared
+//! once here. Every flag has an environment variable;
 //! values are typed and checked by clap before anything is bound or
 //! connected, and a bad one ends the process with one line naming the
 //! variable (exit code 64, `EX_USAGE`). Secrets are never printed.
@@ -162,6 +163,18 @@ pub struct DatabaseArgs {
     /// `statement_timeout` of every session, in milliseconds; 0 turns it off.
     #[arg(long, env = "DB_STATEMENT_TIMEOUT_MS", value_name = "DB_STATEMENT_TIMEOUT_MS", default_value = "30000", value_parser = parse_millis)]
     pub db_statement_timeout: Duration,
+}
+
+/// The number of ingest stream shards, `events:{0}` … `events:{N-1}`: the
+/// gateway writes them, the workers read them, the query-api replays dead
+/// letters to them and tails them, so all three take this one argument and
+/// must be given the same value.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct StreamShards {
+    /// Ingest stream shards, `events:{0..N-1}`; the same value for the
+    /// gateway, the workers and the query-api.
+    #[arg(long = "stream-shards", env = "STREAM_SHARDS", value_name = "STREAM_SHARDS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub count: u32,
 }
 
 /// API-key authentication, as the gateway and query-api take it.

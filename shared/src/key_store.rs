@@ -12,9 +12,19 @@ use axum::http::{HeaderMap, header};
 use sqlx::PgPool;
 use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::api_key::{Authenticated, KeyPepper, Scopes, hash_key, key_prefix};
+use crate::config::{AuthArgs, MissingPepper};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyStoreError {
+    #[error(transparent)]
+    MissingPepper(#[from] MissingPepper),
+    #[error("cannot load API keys from PostgreSQL: {0}")]
+    Load(#[source] sqlx::Error),
+}
 
 /// The key a request presents: `Authorization: Bearer <key>` or `X-API-Key`.
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
@@ -38,6 +48,26 @@ pub struct KeyStore {
 }
 
 impl KeyStore {
+    /// The key store of a service that checks keys, running: the live keys
+    /// loaded from `pool` with `auth`'s pepper, then reloaded every
+    /// `KEY_CACHE_TTL_SECONDS` by a task on `tasks` until `shutdown`. What
+    /// the gateway and the query-api call when `AUTH_REQUIRED` is on.
+    pub async fn start(
+        pool: PgPool,
+        auth: &AuthArgs,
+        tasks: &TaskTracker,
+        shutdown: &CancellationToken,
+    ) -> Result<Arc<Self>, KeyStoreError> {
+        let pepper = auth.key_pepper.clone().ok_or(MissingPepper)?;
+        let store = Arc::new(
+            Self::load(pool, pepper)
+                .await
+                .map_err(KeyStoreError::Load)?,
+        );
+        tasks.spawn(store.clone().run(auth.key_cache_ttl, shutdown.clone()));
+        Ok(store)
+    }
+
     /// Loads the live keys; fails when PostgreSQL cannot be read, since a
     /// gateway that knows no key would refuse every request.
     pub async fn load(pool: PgPool, pepper: KeyPepper) -> Result<Self, sqlx::Error> {
@@ -98,6 +128,15 @@ impl KeyStore {
         let entry = snapshot.get(prefix)?;
         let hash = hash_key(&self.pepper, presented);
         bool::from(hash.ct_eq(&entry.hash)).then(|| Arc::clone(&entry.identity))
+    }
+
+    /// The identity of a live key by its public prefix and id, for a
+    /// credential that stands for a key already checked (the query-api's
+    /// session cookie): `None` once the key is revoked or gone.
+    pub fn live(&self, prefix: &str, key_id: Uuid) -> Option<Arc<Authenticated>> {
+        let snapshot = self.current();
+        let entry = snapshot.get(prefix)?;
+        (entry.identity.key_id == key_id).then(|| Arc::clone(&entry.identity))
     }
 
     /// Reloads every `interval` until `shutdown`; a failed reload keeps the

@@ -6,12 +6,14 @@
 
 use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
 
+pub const BUILD_INFO: &str = "eventline_build_info";
+
 /// A registry with `eventline_build_info{version, component}` set to 1.
 pub fn new_registry(component: &'static str) -> Registry {
     let registry = Registry::new();
     let info = IntGaugeVec::new(
         Opts::new(
-            "eventline_build_info",
+            BUILD_INFO,
             "Always 1; labels say which build and component this is.",
         ),
         &["version", "component"],
@@ -25,7 +27,7 @@ pub fn new_registry(component: &'static str) -> Registry {
     if let Err(e) = info {
         // Only a programming error (a bad name) gets here; metrics are not
         // worth failing start-up for.
-        tracing::warn!(error = %e, "cannot register eventline_build_info");
+        tracing::warn!(error = %e, metric = BUILD_INFO, "cannot register the metric");
     }
     registry
 }

@@ -2,8 +2,10 @@
 //! layout"). A prefix (`REDIS_KEY_PREFIX`, empty by default) lets several
 //! deployments, or parallel tests, share one Redis.
 //!
-//! Stream shards are named `events:{N}`: the braces make the shard number a
-//! Redis Cluster hash tag, so each shard lives in its own slot.
+//! Stream shards are named `events:{N}`. eventline runs on a single Redis
+//! node (Redis Cluster is not supported yet); the braces make the shard
+//! number a hash tag, so that on a cluster each shard would have a slot of
+//! its own.
 
 use uuid::Uuid;
 

@@ -74,6 +74,12 @@ impl ListenArgs {
 }
 
 /// Binds `addr`, saying which address failed when it cannot.
+///
+/// Every binary starts in one order: parse and check the configuration
+/// (a bad value exits 64 before anything is opened), bind, then connect to
+/// Redis and PostgreSQL (`run`/`start`), then serve. Binding first makes a
+/// port already taken fail at once instead of after the connections, and
+/// lets tests hand `run` a listener on port 0.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| {
         std::io::Error::new(

@@ -87,9 +87,12 @@ pub enum CtlError {
     Output(#[from] std::io::Error),
 }
 
+/// The name in `pg_stat_activity`.
+pub const COMPONENT: &str = "eventctl";
+
 /// Runs one command, writing its results to `out`.
 pub async fn run(cli: Cli, out: &mut impl Write) -> Result<(), CtlError> {
-    let pool = pg_pool::connect(&cli.db, "eventctl").await?;
+    let pool = pg_pool::connect(&cli.db, COMPONENT).await?;
     match cli.command {
         Command::Migrate { precreate_days } => {
             schema::migrate(&pool).await?;

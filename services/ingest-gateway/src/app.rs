@@ -71,6 +71,9 @@ pub fn router(state: Shared, health: &Health) -> Router {
         .fallback(http_error::no_route)
         .method_not_allowed_fallback(http_error::method_not_allowed)
         .layer(middleware::from_fn(request_id::layer))
+        .layer(middleware::from_fn(
+            eventline_shared::security_headers::layer,
+        ))
 }
 
 /// Counts and times requests by route and status, and sheds load beyond

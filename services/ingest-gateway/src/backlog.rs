@@ -7,11 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use eventline_shared::redis_keys::RedisKeys;
-use tokio_util::sync::CancellationToken;
-
-use crate::metrics::Metrics;
-use eventline_shared::circuit_breaker::CircuitBreaker;
+use crate::Context;
+use crate::config::StreamArgs;
 
 #[derive(Debug)]
 pub struct Backlog {
@@ -24,12 +21,15 @@ pub struct Backlog {
 }
 
 impl Backlog {
-    pub fn new(shards: u32, high_water: u64, refresh: Duration) -> Self {
+    /// Every shard at length 0 until the first read.
+    pub fn new(stream: &StreamArgs) -> Self {
         Self {
-            lengths: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+            lengths: (0..stream.shards.count)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
             dead_letters: AtomicU64::new(0),
-            high_water,
-            refresh,
+            high_water: stream.stream_high_water,
+            refresh: stream.stream_length_refresh,
         }
     }
 
@@ -69,12 +69,9 @@ impl Backlog {
 
     /// Reads every shard's length and the dead-letter stream's, in one
     /// pipelined round trip.
-    pub async fn refresh_once(
-        &self,
-        pool: &deadpool_redis::Pool,
-        keys: &RedisKeys,
-    ) -> Result<(), String> {
-        let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+    pub async fn refresh_once(&self, ctx: &Context) -> Result<(), String> {
+        let keys = &ctx.keys;
+        let mut conn = ctx.redis.get().await.map_err(|e| e.to_string())?;
         let mut pipe = redis::pipe();
         for shard in 0..self.lengths.len() as u32 {
             pipe.cmd("XLEN").arg(keys.stream(shard));
@@ -94,23 +91,17 @@ impl Backlog {
         Ok(())
     }
 
-    /// Refreshes until `shutdown`, reporting failed reads to the breaker.
-    pub async fn run(
-        self: Arc<Self>,
-        pool: deadpool_redis::Pool,
-        keys: RedisKeys,
-        breaker: Arc<CircuitBreaker>,
-        metrics: Arc<Metrics>,
-        shutdown: CancellationToken,
-    ) {
+    /// Refreshes until shutdown, reporting failed reads to the breaker.
+    pub async fn run(self: Arc<Self>, ctx: Arc<Context>) {
+        let metrics = &ctx.metrics;
         let mut tick = tokio::time::interval(self.refresh);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                () = shutdown.cancelled() => return,
+                () = ctx.shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            match self.refresh_once(&pool, &keys).await {
+            match self.refresh_once(&ctx).await {
                 Ok(()) => {
                     for (shard, len) in self.lengths().into_iter().enumerate() {
                         metrics
@@ -127,7 +118,7 @@ impl Backlog {
                 // Redis with `noeviction` answers XLEN and refuses XADD), so
                 // only the XADDs themselves close the breaker.
                 Err(error) => {
-                    breaker.failure();
+                    ctx.breaker.failure();
                     tracing::warn!(%error, "cannot read the stream length");
                 }
             }

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use eventline_shared::config::{
-    AuthArgs, DatabaseArgs, RedisArgs, TelemetryArgs, parse_positive_millis,
+    AuthArgs, DatabaseArgs, MissingPepper, RedisArgs, StreamShards, TelemetryArgs,
+    parse_positive_millis,
 };
 use eventline_shared::server::ListenArgs;
 use eventline_shared::validate::EventLimits;
@@ -74,9 +75,8 @@ pub struct HttpArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct StreamArgs {
-    /// Ingest stream shards, `events:{0..N-1}`.
-    #[arg(long, env = "STREAM_SHARDS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub stream_shards: u32,
+    #[command(flatten)]
+    pub shards: StreamShards,
     /// Stream length above which ingest answers 429 (the workers are behind).
     #[arg(long, env = "STREAM_HIGH_WATER", default_value_t = 1_000_000)]
     pub stream_high_water: u64,
@@ -140,16 +140,14 @@ pub struct RateLimitArgs {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error(
-        "KEY_PEPPER is required when AUTH_REQUIRED is true (generate one with `openssl rand -hex 32`)"
-    )]
-    MissingPepper,
+    #[error(transparent)]
+    MissingPepper(#[from] MissingPepper),
 }
 
 impl Config {
     /// Checks rules that involve several values.
     pub fn check(&self) -> Result<(), ConfigError> {
-        self.auth.pepper().map_err(|_| ConfigError::MissingPepper)?;
+        self.auth.pepper()?;
         Ok(())
     }
 }

@@ -3,6 +3,7 @@
 //! a 202 (a 200 for OTLP) means the events are in Redis.
 //!
 //! - [`config`]: flags and environment variables;
+//! - [`Context`]: what the parts below share about Redis (pool, keys, breaker);
 //! - [`app`]: state, router, handlers;
 //! - [`body`]: content types, size and time limits, gzip;
 //! - [`batch`]: splitting a batch body into events;
@@ -27,8 +28,9 @@ pub mod rate_limit;
 
 use std::sync::Arc;
 
+use eventline_shared::circuit_breaker::CircuitBreaker;
 use eventline_shared::health::Health;
-use eventline_shared::key_store::KeyStore;
+use eventline_shared::key_store::{KeyStore, KeyStoreError};
 use eventline_shared::pg_pool::{self, PgSetupError};
 use eventline_shared::redis_keys::{CONSUMER_GROUP, RedisKeys};
 use eventline_shared::redis_pool::{self, RedisSetupError};
@@ -36,6 +38,7 @@ use eventline_shared::server::{self, ConnectionLimits};
 use eventline_shared::shutdown;
 use eventline_shared::stream_stats;
 use prometheus::Registry;
+use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -44,9 +47,12 @@ use tokio_util::task::TaskTracker;
 use crate::app::AppState;
 use crate::backlog::Backlog;
 use crate::config::{Config, ConfigError};
+use crate::metrics::Metrics;
 use crate::publish::Publisher;
 use crate::rate_limit::{Rate, RateLimiter};
-use eventline_shared::circuit_breaker::CircuitBreaker;
+
+/// The name in `pg_stat_activity`, the metrics registry, logs and health.
+pub const COMPONENT: &str = "ingest-gateway";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -58,10 +64,29 @@ pub enum StartError {
     Publish(#[source] redis::RedisError),
     #[error(transparent)]
     Postgres(#[from] PgSetupError),
-    #[error("cannot load API keys from PostgreSQL: {0}")]
-    Keys(#[source] sqlx::Error),
+    #[error(transparent)]
+    Keys(#[from] KeyStoreError),
     #[error("cannot register metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+}
+
+/// What the gateway's parts share about Redis, built once by
+/// [`Gateway::start`] (as the worker's `State` is): the publisher, the
+/// backlog and rate-limit loops and `/health/detailed` take it instead of
+/// each its own list of arguments.
+pub struct Context {
+    /// Pooled connections for the background reads (stream lengths,
+    /// rate-limit sync, health); the XADDs have the publisher's own.
+    pub redis: deadpool_redis::Pool,
+    pub keys: RedisKeys,
+    /// Ingest stream shards (`STREAM_SHARDS`).
+    pub shards: u32,
+    /// Opened by failing XADDs and failing length reads; every XADD asks it
+    /// first, so a dead Redis costs requests nothing but a quick 503.
+    pub breaker: CircuitBreaker,
+    pub metrics: Arc<Metrics>,
+    /// Every background loop stops when it fires.
+    pub shutdown: CancellationToken,
 }
 
 /// A started gateway: its router and the background tasks behind it.
@@ -80,77 +105,44 @@ impl Gateway {
         shutdown: CancellationToken,
     ) -> Result<Self, StartError> {
         config.check()?;
-        let metrics = Arc::new(metrics::Metrics::new(&registry)?);
-        let pool = redis_pool::connect(&config.redis).await?;
-        let keys = RedisKeys::new(config.redis.redis_key_prefix.clone());
-        let breaker = Arc::new(CircuitBreaker::new(
-            "redis",
-            config.stream.breaker_failures,
-            config.stream.breaker_cooldown,
-            Some(metrics.breaker_open.clone()),
-        ));
+        let metrics = Arc::new(Metrics::new(&registry)?);
+        let ctx = Arc::new(Context {
+            redis: redis_pool::connect(&config.redis).await?,
+            keys: RedisKeys::new(config.redis.redis_key_prefix.clone()),
+            shards: config.stream.shards.count,
+            breaker: CircuitBreaker::new(
+                "redis",
+                config.stream.breaker_failures,
+                config.stream.breaker_cooldown,
+                Some(metrics.breaker_open.clone()),
+            ),
+            metrics: metrics.clone(),
+            shutdown,
+        });
         let publisher = Publisher::connect(
+            ctx.clone(),
             &config.redis,
             config.stream.publish_connections,
-            config.stream.stream_shards,
-            breaker.clone(),
-            metrics.clone(),
         )
         .await
         .map_err(StartError::Publish)?;
-
         let tasks = TaskTracker::new();
-        let (key_store, key_db) = match (&config.auth.auth_required, &config.auth.key_pepper) {
-            (true, Some(pepper)) => {
-                let db = pg_pool::connect(&config.database, "ingest-gateway").await?;
-                let store = Arc::new(
-                    KeyStore::load(db.clone(), pepper.clone())
-                        .await
-                        .map_err(StartError::Keys)?,
-                );
-                tasks.spawn(
-                    store
-                        .clone()
-                        .run(config.auth.key_cache_ttl, shutdown.clone()),
-                );
-                (Some(store), Some(db))
-            }
-            _ => {
-                tracing::warn!("AUTH_REQUIRED=false: anyone who can reach this gateway can ingest");
-                (None, None)
-            }
-        };
+        let (key_store, key_db) = start_keys(config, &tasks, &ctx.shutdown).await?;
 
-        let backlog = Arc::new(Backlog::new(
-            config.stream.stream_shards,
-            config.stream.stream_high_water,
-            config.stream.stream_length_refresh,
-        ));
+        let backlog = Arc::new(Backlog::new(&config.stream));
         // Read the lengths once before serving, so backpressure holds from
         // the first request.
-        if let Err(error) = backlog.refresh_once(&pool, &keys).await {
+        if let Err(error) = backlog.refresh_once(&ctx).await {
             tracing::warn!(%error, "cannot read the stream length yet");
         }
-        tasks.spawn(backlog.clone().run(
-            pool.clone(),
-            keys.clone(),
-            breaker.clone(),
-            metrics.clone(),
-            shutdown.clone(),
-        ));
+        tasks.spawn(backlog.clone().run(ctx.clone()));
 
         let rl = &config.rate_limit;
         let rate_limiter = Arc::new(RateLimiter::new(
             Rate::new(rl.key_per_second, rl.key_burst),
             Rate::new(rl.ip_per_second, rl.ip_burst),
         ));
-        let details_keys = keys.clone();
-        tasks.spawn(rate_limiter.clone().run(
-            pool.clone(),
-            keys,
-            rl.sync_interval,
-            shutdown.clone(),
-        ));
+        tasks.spawn(rate_limiter.clone().run(ctx.clone(), rl.sync_interval));
 
         let state = Arc::new(AppState {
             limits: config.limits.clone(),
@@ -163,33 +155,7 @@ impl Gateway {
             metrics: metrics.clone(),
             in_flight: Semaphore::new(config.http.max_concurrent_requests),
         });
-        let details_backlog = backlog;
-        let details_breaker = breaker;
-        let details_pool = pool.clone();
-        let shards = config.stream.stream_shards;
-        let mut health = Health::new("ingest-gateway", registry, shutdown).with_redis(pool);
-        if let Some(db) = key_db {
-            health = health.with_optional_postgres(db);
-        }
-        // What an operator looks at first: besides the gateway's own
-        // figures, each shard's length, pending entries and lag for the
-        // workers' group, read when asked.
-        let health = health.with_details(Arc::new(move || {
-            let mut body = serde_json::json!({
-                "stream_lengths": details_backlog.lengths(),
-                "stream_high_water": details_backlog.high_water(),
-                "dead_letters": details_backlog.dead_letters(),
-                "over_high_water": details_backlog.is_over(),
-                "redis_breaker": details_breaker.state().as_str(),
-            });
-            let pool = details_pool.clone();
-            let keys = details_keys.clone();
-            Box::pin(async move {
-                body["streams"] =
-                    stream_stats::shards_json(&pool, &keys, shards, CONSUMER_GROUP).await;
-                body
-            })
-        }));
+        let health = health(ctx, registry, key_db, backlog);
         Ok(Self {
             router: app::router(state, &health),
             metrics,
@@ -198,16 +164,64 @@ impl Gateway {
     }
 }
 
+/// With `AUTH_REQUIRED` on, the key store (its reload running on `tasks`)
+/// and the PostgreSQL pool it reads; with it off, neither.
+async fn start_keys(
+    config: &Config,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Result<(Option<Arc<KeyStore>>, Option<PgPool>), StartError> {
+    if !config.auth.auth_required {
+        tracing::warn!("AUTH_REQUIRED=false: anyone who can reach this gateway can ingest");
+        return Ok((None, None));
+    }
+    let db = pg_pool::connect(&config.database, COMPONENT).await?;
+    let store = KeyStore::start(db.clone(), &config.auth, tasks, shutdown).await?;
+    Ok((Some(store), Some(db)))
+}
+
+/// The health routes: Redis gates readiness, PostgreSQL (keys only) does
+/// not. `/health/detailed` adds what an operator looks at first: besides
+/// the gateway's own figures, each shard's length, pending entries and lag
+/// for the workers' group, read when asked.
+fn health(
+    ctx: Arc<Context>,
+    registry: Registry,
+    key_db: Option<PgPool>,
+    backlog: Arc<Backlog>,
+) -> Health {
+    let mut health =
+        Health::new(COMPONENT, registry, ctx.shutdown.clone()).with_redis(ctx.redis.clone());
+    if let Some(db) = key_db {
+        health = health.with_optional_postgres(db);
+    }
+    health.with_details(Arc::new(move || {
+        let mut body = serde_json::json!({
+            "stream_lengths": backlog.lengths(),
+            "stream_high_water": backlog.high_water(),
+            "dead_letters": backlog.dead_letters(),
+            "over_high_water": backlog.is_over(),
+            "redis_breaker": ctx.breaker.state().as_str(),
+        });
+        let ctx = ctx.clone();
+        Box::pin(async move {
+            body["streams"] =
+                stream_stats::shards_json(&ctx.redis, &ctx.keys, ctx.shards, CONSUMER_GROUP).await;
+            body
+        })
+    }))
+}
+
 /// Runs the gateway on `listener` until `shutdown`, then drains.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
-    let registry = eventline_shared::metrics::new_registry("ingest-gateway");
+    let registry = eventline_shared::metrics::new_registry(COMPONENT);
     let gateway = Gateway::start(&config, registry, shutdown.clone()).await?;
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "ingest gateway listening");
+        tracing::info!(component = COMPONENT, %addr, "listening");
     }
     let limits = ConnectionLimits {
         header_read_timeout: config.http.header_read_timeout,
@@ -223,6 +237,6 @@ pub async fn run(
     )
     .await;
     shutdown::drain(&gateway.tasks, config.listen.shutdown_grace).await;
-    tracing::info!("ingest gateway stopped");
+    tracing::info!(component = COMPONENT, "stopped");
     Ok(())
 }

@@ -12,13 +12,12 @@ use std::time::{Duration, Instant};
 
 use eventline_shared::EnrichedEvent;
 use eventline_shared::config::RedisArgs;
-use eventline_shared::redis_keys::{RedisKeys, shard_of};
+use eventline_shared::redis_keys::shard_of;
 use eventline_shared::stream_codec::{self, FIELD_EVENT, FIELD_VERSION, FORMAT_VERSION_STR};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use uuid::Uuid;
 
-use crate::metrics::Metrics;
-use eventline_shared::circuit_breaker::CircuitBreaker;
+use crate::Context;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -33,10 +32,9 @@ pub enum PublishError {
 pub struct Publisher {
     connections: Vec<ConnectionManager>,
     next: AtomicUsize,
-    keys: RedisKeys,
-    shards: u32,
-    breaker: Arc<CircuitBreaker>,
-    metrics: Arc<Metrics>,
+    /// The key names, the shard count, the breaker every XADD asks first
+    /// and reports to, the metrics.
+    ctx: Arc<Context>,
 }
 
 /// An event encoded for its shard.
@@ -61,12 +59,11 @@ impl Encoded {
 }
 
 impl Publisher {
+    /// Opens `connections` auto-reconnecting connections to `redis`.
     pub async fn connect(
+        ctx: Arc<Context>,
         redis: &RedisArgs,
         connections: u32,
-        shards: u32,
-        breaker: Arc<CircuitBreaker>,
-        metrics: Arc<Metrics>,
     ) -> Result<Self, redis::RedisError> {
         let client = redis::Client::open(redis.redis_url.expose())?;
         let config = ConnectionManagerConfig::new()
@@ -85,15 +82,12 @@ impl Publisher {
         Ok(Self {
             connections: managers,
             next: AtomicUsize::new(0),
-            keys: RedisKeys::new(redis.redis_key_prefix.clone()),
-            shards,
-            breaker,
-            metrics,
+            ctx,
         })
     }
 
     pub fn shards(&self) -> u32 {
-        self.shards
+        self.ctx.shards
     }
 
     fn connection(&self) -> ConnectionManager {
@@ -103,7 +97,8 @@ impl Publisher {
 
     /// Appends the events; `Ok` means every one of them is in Redis.
     pub async fn publish(&self, events: &[Encoded]) -> Result<(), PublishError> {
-        self.breaker
+        let breaker = &self.ctx.breaker;
+        breaker
             .allow()
             .map_err(|retry_after| PublishError::BreakerOpen { retry_after })?;
         let mut conn = self.connection();
@@ -118,16 +113,17 @@ impl Publisher {
             }
             pipe.exec_async(&mut conn).await
         };
-        self.metrics
+        self.ctx
+            .metrics
             .redis_duration
             .observe(started.elapsed().as_secs_f64());
         match result {
             Ok(()) => {
-                self.breaker.success();
+                breaker.success();
                 Ok(())
             }
             Err(e) => {
-                self.breaker.failure();
+                breaker.failure();
                 Err(e.into())
             }
         }
@@ -135,7 +131,7 @@ impl Publisher {
 
     fn xadd(&self, event: &Encoded) -> redis::Cmd {
         let mut cmd = redis::cmd("XADD");
-        cmd.arg(self.keys.stream(event.shard))
+        cmd.arg(self.ctx.keys.stream(event.shard))
             .arg("*")
             .arg(FIELD_VERSION)
             .arg(FORMAT_VERSION_STR)

@@ -22,8 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use eventline_shared::redis_keys::RedisKeys;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+use crate::Context;
 
 /// Whom a bucket limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -41,8 +42,9 @@ impl Subject {
     }
 
     fn redis_key(self, keys: &RedisKeys) -> String {
-        // `{rl}` keeps every bucket in one cluster slot, so one script call
-        // can touch them all.
+        // eventline runs on a single Redis node; `{rl}` would also keep
+        // every bucket in one hash slot on a Redis Cluster, so that one
+        // script call could still touch them all.
         match self {
             Subject::Key(id) => keys.rate_limit("{rl}:key", &id.simple().to_string()),
             Subject::Ip(ip) => keys.rate_limit("{rl}:ip", &ip.to_string()),
@@ -260,23 +262,17 @@ impl RateLimiter {
         Ok(())
     }
 
-    /// Reconciles every `interval` until `shutdown`.
-    pub async fn run(
-        self: Arc<Self>,
-        pool: deadpool_redis::Pool,
-        keys: RedisKeys,
-        interval: Duration,
-        shutdown: CancellationToken,
-    ) {
+    /// Reconciles every `interval` until shutdown.
+    pub async fn run(self: Arc<Self>, ctx: Arc<Context>, interval: Duration) {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
         loop {
             tokio::select! {
-                () = shutdown.cancelled() => return,
+                () = ctx.shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            match self.sync_once(&pool, &keys).await {
+            match self.sync_once(&ctx.redis, &ctx.keys).await {
                 Ok(()) if failing => {
                     failing = false;
                     tracing::info!("rate limits are shared through Redis again");

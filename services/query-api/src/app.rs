@@ -10,17 +10,17 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method};
+use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, delete, get, post};
 use eventline_shared::api_key::{Authenticated, Scope};
 use eventline_shared::config::RedisArgs;
 use eventline_shared::health::Health;
 use eventline_shared::http_error;
-use eventline_shared::key_store::{KeyStore, presented_key};
+use eventline_shared::key_store::KeyStore;
 use eventline_shared::redis_keys::RedisKeys;
-use eventline_shared::request_id;
+use eventline_shared::{request_id, security_headers};
 use sqlx::PgPool;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -30,7 +30,7 @@ use crate::config::QueryArgs;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::stats::StatsCache;
-use crate::{dlq, events, openapi, stats, tail};
+use crate::{buckets, console, dlq, events, export, openapi, pipeline, session, stats, tail};
 
 /// Everything a request needs, shared by all of them.
 pub struct AppState {
@@ -44,6 +44,8 @@ pub struct AppState {
     pub shards: u32,
     /// `None` when `AUTH_REQUIRED=false`.
     pub key_store: Option<Arc<KeyStore>>,
+    /// The console's sessions and settings.
+    pub console: crate::console::ConsoleState,
     pub query: QueryArgs,
     pub metrics: Arc<Metrics>,
     pub stats_cache: StatsCache,
@@ -117,6 +119,12 @@ pub fn routes() -> Vec<ApiRoute> {
         ),
         route(
             Method::GET,
+            "/v1/events/export",
+            Scoped(Scope::Query),
+            get(export::export),
+        ),
+        route(
+            Method::GET,
             "/v1/events/{id}",
             Scoped(Scope::Query),
             get(events::one),
@@ -126,6 +134,18 @@ pub fn routes() -> Vec<ApiRoute> {
             "/v1/stats",
             Scoped(Scope::Query),
             get(stats::stats),
+        ),
+        route(
+            Method::GET,
+            "/v1/stats/histogram",
+            Scoped(Scope::Query),
+            get(buckets::histogram),
+        ),
+        route(
+            Method::GET,
+            "/v1/pipeline",
+            Scoped(Scope::Query),
+            get(pipeline::pipeline),
         ),
         route(
             Method::GET,
@@ -145,6 +165,16 @@ pub fn routes() -> Vec<ApiRoute> {
             "/v1/dlq/replay",
             Scoped(Scope::Admin),
             post(dlq::replay),
+        ),
+        // Sign-in checks the key itself: it is the one route that takes a
+        // key only from its header, never from the cookie it hands out.
+        route(Method::POST, "/v1/session", Open, post(session::sign_in)),
+        route(Method::GET, "/v1/session", Open, get(session::current)),
+        route(
+            Method::DELETE,
+            "/v1/session",
+            Open,
+            delete(session::sign_out),
         ),
         route(Method::GET, "/health/business", Open, get(stats::business)),
         route(Method::GET, "/openapi.json", Open, get(openapi::serve)),
@@ -171,12 +201,16 @@ pub fn router(state: Shared, health: &Health) -> Router {
         };
         api = api.route(path, handler);
     }
-    api.route_layer(middleware::from_fn_with_state(state.clone(), track))
+    // The console's pages and files: not API routes (not in the table, not
+    // in the OpenAPI document), but counted like them.
+    console::routes(api)
+        .route_layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
         .merge(health.router())
         .fallback(http_error::no_route)
         .method_not_allowed_fallback(http_error::method_not_allowed)
         .layer(middleware::from_fn(request_id::layer))
+        .layer(middleware::from_fn(security_headers::layer))
 }
 
 /// Checks the presented key for the route's scope; an `admin` key may also
@@ -186,7 +220,7 @@ async fn authorize(
     mut req: Request,
     next: Next,
 ) -> Response {
-    match check_key(&state, req.headers(), scope) {
+    match check_key(&state, &req, scope) {
         Ok(identity) => {
             // Handlers that count per key (the tail) read it from here.
             if let Some(identity) = identity {
@@ -198,20 +232,17 @@ async fn authorize(
     }
 }
 
-/// The caller's key when it may use `scope`; `None` when keys are off.
+/// The caller's key (from its header, or the console's session cookie)
+/// when it may use `scope`; `None` when keys are off.
 fn check_key(
     state: &AppState,
-    headers: &HeaderMap,
+    req: &Request,
     scope: Scope,
 ) -> Result<Option<Arc<Authenticated>>, ApiError> {
-    let Some(store) = &state.key_store else {
+    let Some((identity, _)) = session::caller(state, req.headers(), req.method())? else {
         return Ok(None);
     };
-    let presented = presented_key(headers).ok_or(ApiError::MissingKey)?;
-    let identity = store.authenticate(presented).ok_or(ApiError::UnknownKey)?;
-    let allowed = identity.scopes.contains(scope)
-        || (scope == Scope::Query && identity.scopes.contains(Scope::Admin));
-    if allowed {
+    if session::allows(&identity, scope) {
         Ok(Some(identity))
     } else {
         Err(ApiError::MissingScope(scope.as_str()))

@@ -6,10 +6,13 @@ use std::time::Duration;
 
 use clap::Parser;
 use eventline_shared::config::{
-    AuthArgs, DatabaseArgs, RedisArgs, TelemetryArgs, parse_millis, parse_positive_millis,
-    parse_positive_seconds,
+    AuthArgs, DatabaseArgs, MissingPepper, RedisArgs, StreamShards, TelemetryArgs, parse_millis,
+    parse_positive_millis, parse_positive_seconds,
 };
 use eventline_shared::server::ListenArgs;
+use eventline_shared::validate::EventLimits;
+
+use crate::params::QueryLimits;
 
 pub const DEFAULT_ADDR: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 8081);
@@ -27,10 +30,13 @@ pub struct Config {
     pub telemetry: TelemetryArgs,
     #[command(flatten)]
     pub query: QueryArgs,
+    /// Replays go to the event's shard; tails read every shard.
     #[command(flatten)]
-    pub stream: StreamArgs,
+    pub shards: StreamShards,
     #[command(flatten)]
     pub auth: AuthArgs,
+    #[command(flatten)]
+    pub console: crate::console::ConsoleArgs,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -76,28 +82,36 @@ pub struct QueryArgs {
     /// Most dead letters one `POST /v1/dlq/replay` with `"all": true` replays.
     #[arg(long, env = "MAX_REPLAY", default_value_t = 10_000)]
     pub max_replay: usize,
+    /// The gateway's event rules, read from the same variables; the
+    /// query-api uses `MAX_SERVICE_LEN`, so every service name the gateway
+    /// accepts can be asked for.
+    #[command(
+        flatten,
+        next_help_heading = "Event rules (the gateway's; MAX_SERVICE_LEN applies here)"
+    )]
+    pub events: EventLimits,
 }
 
 impl QueryArgs {
     pub fn max_query_range(&self) -> chrono::TimeDelta {
         chrono::TimeDelta::days(i64::from(self.max_query_range_days))
     }
-}
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct StreamArgs {
-    /// Ingest stream shards, `events:{0..N-1}` (as the gateway's): replays
-    /// go to the event's shard, tails read every shard.
-    #[arg(long, env = "STREAM_SHARDS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub stream_shards: u32,
+    /// What one query may ask for.
+    pub fn limits(&self) -> QueryLimits {
+        QueryLimits {
+            max_range: self.max_query_range(),
+            max_services: self.max_services as usize,
+            max_service_len: self.events.max_service_len,
+            max_page_offset: self.max_page_offset,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error(
-        "KEY_PEPPER is required when AUTH_REQUIRED is true (generate one with `openssl rand -hex 32`)"
-    )]
-    MissingPepper,
+    #[error(transparent)]
+    MissingPepper(#[from] MissingPepper),
     #[error("QUERY_TIMEOUT_MS must be at least 1")]
     ZeroQueryTimeout,
 }
@@ -105,7 +119,7 @@ pub enum ConfigError {
 impl Config {
     /// Checks rules that involve several values.
     pub fn check(&self) -> Result<(), ConfigError> {
-        self.auth.pepper().map_err(|_| ConfigError::MissingPepper)?;
+        self.auth.pepper()?;
         if self.query.query_timeout.is_zero() {
             return Err(ConfigError::ZeroQueryTimeout);
         }
@@ -123,8 +137,16 @@ mod tests {
         assert!(config.check().is_ok());
         assert_eq!(config.query.max_query_range(), chrono::TimeDelta::days(31));
         let config = Config::try_parse_from(["query-api"]).unwrap();
-        assert!(matches!(config.check(), Err(ConfigError::MissingPepper)));
+        assert!(matches!(config.check(), Err(ConfigError::MissingPepper(_))));
         let err = Config::try_parse_from(["query-api", "--query-timeout", "soon"]).unwrap_err();
         assert!(err.to_string().contains("QUERY_TIMEOUT_MS"), "{err}");
+    }
+
+    #[test]
+    fn service_names_follow_the_gateways_max_service_len() {
+        let config = Config::try_parse_from(["query-api"]).unwrap();
+        assert_eq!(config.query.limits().max_service_len, 100);
+        let config = Config::try_parse_from(["query-api", "--max-service-len", "150"]).unwrap();
+        assert_eq!(config.query.limits().max_service_len, 150);
     }
 }

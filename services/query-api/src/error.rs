@@ -21,6 +21,12 @@ pub enum ApiError {
     MissingKey,
     #[error("unknown or revoked API key")]
     UnknownKey,
+    #[error("the console session has expired or is not valid; sign in again")]
+    InvalidSession,
+    #[error(
+        "a request that changes state with the session cookie must carry the X-Requested-With header"
+    )]
+    MissingCsrfHeader,
     #[error("this API key lacks the `{0}` scope")]
     MissingScope(&'static str),
     #[error("{0} not found")]
@@ -50,8 +56,10 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            ApiError::MissingKey | ApiError::UnknownKey => StatusCode::UNAUTHORIZED,
-            ApiError::MissingScope(_) => StatusCode::FORBIDDEN,
+            ApiError::MissingKey | ApiError::UnknownKey | ApiError::InvalidSession => {
+                StatusCode::UNAUTHORIZED
+            }
+            ApiError::MissingScope(_) | ApiError::MissingCsrfHeader => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooManyTails | ApiError::TooManyTailsForKey(_) => {
                 StatusCode::TOO_MANY_REQUESTS
@@ -67,6 +75,8 @@ impl ApiError {
             ApiError::BadRequest { code, .. } => code,
             ApiError::MissingKey => "missing_api_key",
             ApiError::UnknownKey => "invalid_api_key",
+            ApiError::InvalidSession => "invalid_session",
+            ApiError::MissingCsrfHeader => "missing_csrf_header",
             ApiError::MissingScope(_) => "insufficient_scope",
             ApiError::NotFound(_) => "not_found",
             ApiError::TooManyTails => "too_many_tails",

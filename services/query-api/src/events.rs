@@ -21,11 +21,11 @@ use serde_json::value::RawValue;
 use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use crate::app::Shared;
+use crate::app::{AppState, Shared};
 use crate::cursor::{Cursor, Order, Position};
 use crate::error::ApiError;
 use crate::metrics::query;
-use crate::params::{EventLimits, EventQuery};
+use crate::params::EventQuery;
 
 /// One stored event as the API returns it.
 #[derive(Debug, Serialize)]
@@ -59,19 +59,20 @@ impl EventOut {
     }
 }
 
+/// One row as read, `metadata` as jsonb's text.
 #[derive(sqlx::FromRow)]
-struct EventRow {
-    id: Uuid,
-    service: String,
-    message: String,
-    ts: DateTime<Utc>,
-    ingested_at: DateTime<Utc>,
-    event_id: Option<String>,
-    metadata: Option<String>,
+pub(crate) struct EventRow {
+    pub(crate) id: Uuid,
+    pub(crate) service: String,
+    pub(crate) message: String,
+    pub(crate) ts: DateTime<Utc>,
+    pub(crate) ingested_at: DateTime<Utc>,
+    pub(crate) event_id: Option<String>,
+    pub(crate) metadata: Option<String>,
 }
 
 impl EventRow {
-    fn into_out(self) -> EventOut {
+    pub(crate) fn into_out(self) -> EventOut {
         EventOut {
             id: self.id,
             service: self.service,
@@ -101,34 +102,13 @@ pub async fn list(
     State(state): State<Shared>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let limits = EventLimits {
-        max_range: state.query.max_query_range(),
-        max_services: state.query.max_services as usize,
-        max_page_offset: state.query.max_page_offset,
-    };
-    let query = EventQuery::parse(raw.as_deref(), &limits, Utc::now())?;
+    let query = EventQuery::parse(raw.as_deref(), &state.query.limits(), Utc::now())?;
     let services = if query.services.is_empty() {
-        services_in_window(&state, &query).await?
+        services_in_window(&state, &query.window).await?
     } else {
         query.services.clone()
     };
-    let mut rows = Vec::new();
-    if !services.is_empty() {
-        let want = query.limit as usize + 1;
-        for (from, to) in chunks(&query) {
-            let mut sql = page_sql(&query, &services, from, to, want - rows.len());
-            let found = state
-                .db(
-                    query::EVENTS,
-                    sql.build_query_as::<EventRow>().fetch_all(&state.pg),
-                )
-                .await?;
-            rows.extend(found);
-            if rows.len() >= want {
-                break;
-            }
-        }
-    }
+    let mut rows = read_page(&state, &query, &services).await?;
     // One row more than the page was read: whether it exists says whether
     // there is a next page.
     let next_cursor = if rows.len() > query.limit as usize {
@@ -161,8 +141,39 @@ pub async fn list(
     .into_response())
 }
 
-/// The services the hourly rollup counted in the query's window.
-async fn services_in_window(state: &Shared, query: &EventQuery) -> Result<Vec<String>, ApiError> {
+/// Up to `query.limit + 1` rows of `services` (none: an empty page) in
+/// page order, after `query.after`; the extra row says a next page exists.
+pub(crate) async fn read_page(
+    state: &AppState,
+    query: &EventQuery,
+    services: &[String],
+) -> Result<Vec<EventRow>, ApiError> {
+    let mut rows = Vec::new();
+    if services.is_empty() {
+        return Ok(rows);
+    }
+    let want = query.limit as usize + 1;
+    for (from, to) in chunks(query) {
+        let mut sql = page_sql(query, services, from, to, want - rows.len());
+        let found = state
+            .db(
+                query::EVENTS,
+                sql.build_query_as::<EventRow>().fetch_all(&state.pg),
+            )
+            .await?;
+        rows.extend(found);
+        if rows.len() >= want {
+            break;
+        }
+    }
+    Ok(rows)
+}
+
+/// The services the hourly rollup counted in `window`.
+pub(crate) async fn services_in_window(
+    state: &AppState,
+    window: &crate::params::Window,
+) -> Result<Vec<String>, ApiError> {
     state
         .db(
             query::SERVICES_IN_WINDOW,
@@ -171,8 +182,8 @@ async fn services_in_window(state: &Shared, query: &EventQuery) -> Result<Vec<St
                   WHERE hour > $1 AND hour < $2 AND count > 0
                   ORDER BY service",
             )
-            .bind(query.window.from - TimeDelta::hours(1))
-            .bind(query.window.to)
+            .bind(window.from - TimeDelta::hours(1))
+            .bind(window.to)
             .fetch_all(&state.pg),
         )
         .await
@@ -308,11 +319,13 @@ pub async fn one(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::params::QueryLimits;
 
     fn sql(q: &str) -> String {
-        let limits = EventLimits {
+        let limits = QueryLimits {
             max_range: TimeDelta::days(31),
             max_services: 50,
+            max_service_len: 100,
             max_page_offset: 1000,
         };
         let query = EventQuery::parse(Some(q), &limits, Utc::now()).unwrap();
@@ -322,9 +335,10 @@ mod tests {
     }
 
     fn parse(q: &str) -> EventQuery {
-        let limits = EventLimits {
+        let limits = QueryLimits {
             max_range: TimeDelta::days(31),
             max_services: 50,
+            max_service_len: 100,
             max_page_offset: 1000,
         };
         EventQuery::parse(Some(q), &limits, Utc::now()).unwrap()

@@ -7,30 +7,40 @@
 //! - [`params`]: query strings to checked requests (every 400 names its field);
 //! - [`cursor`]: the opaque keyset cursor;
 //! - [`events`]: `GET /v1/events`, `GET /v1/events/{id}`;
+//! - [`export`]: `GET /v1/events/export`, a search streamed as NDJSON or CSV;
+//! - [`buckets`]: `GET /v1/stats/histogram`, a search's counts in time buckets;
+//! - [`pipeline`]: `GET /v1/pipeline`, stream lag, backpressure, dead letters;
+//! - [`console`]: the browser console's files, compiled in and served at `/`;
 //! - [`stats`]: `/v1/stats`, `/v1/services`, `/health/business`, their cache;
 //! - [`dlq`]: `GET /v1/dlq`, `POST /v1/dlq/replay`;
 //! - [`tail`]: `GET /v1/tail` (Server-Sent Events);
+//! - [`session`]: the console's sign-in, a stateless session cookie;
 //! - [`openapi`]: `GET /openapi.json` for the gateway's and our endpoints;
 //! - [`error`]: the one error enum and its JSON answer;
 //! - [`metrics`]: the `eventline_query_*` metrics.
 #![recursion_limit = "512"]
 
 pub mod app;
+pub mod buckets;
 pub mod config;
+pub mod console;
 pub mod cursor;
 pub mod dlq;
 pub mod error;
 pub mod events;
+pub mod export;
 pub mod metrics;
 pub mod openapi;
 pub mod params;
+pub mod pipeline;
+pub mod session;
 pub mod stats;
 pub mod tail;
 
 use std::sync::Arc;
 
 use eventline_shared::health::Health;
-use eventline_shared::key_store::KeyStore;
+use eventline_shared::key_store::{KeyStore, KeyStoreError};
 use eventline_shared::pg_pool::{self, PgSetupError};
 use eventline_shared::redis_keys::RedisKeys;
 use eventline_shared::redis_pool::{self, RedisSetupError};
@@ -45,7 +55,7 @@ use crate::app::AppState;
 use crate::config::{Config, ConfigError};
 use crate::stats::StatsCache;
 
-/// The name in `pg_stat_activity`, logs and metrics.
+/// The name in `pg_stat_activity`, the metrics registry, logs and health.
 pub const COMPONENT: &str = "query-api";
 
 #[derive(Debug, thiserror::Error)]
@@ -56,8 +66,8 @@ pub enum StartError {
     Redis(#[from] RedisSetupError),
     #[error(transparent)]
     Postgres(#[from] PgSetupError),
-    #[error("cannot load API keys from PostgreSQL: {0}")]
-    Keys(#[source] sqlx::Error),
+    #[error(transparent)]
+    Keys(#[from] KeyStoreError),
     #[error("cannot register metrics: {0}")]
     Metrics(#[from] prometheus::Error),
 }
@@ -87,34 +97,22 @@ impl QueryApi {
         let pg = pg_pool::connect(&database, COMPONENT).await?;
         let redis = redis_pool::connect(&config.redis).await?;
         let tasks = TaskTracker::new();
-        let key_store = match (&config.auth.auth_required, &config.auth.key_pepper) {
-            (true, Some(pepper)) => {
-                let store = Arc::new(
-                    KeyStore::load(pg.clone(), pepper.clone())
-                        .await
-                        .map_err(StartError::Keys)?,
-                );
-                tasks.spawn(
-                    store
-                        .clone()
-                        .run(config.auth.key_cache_ttl, shutdown.clone()),
-                );
-                Some(store)
-            }
-            _ => {
-                tracing::warn!(
-                    "AUTH_REQUIRED=false: anyone who can reach this query-api can read every event"
-                );
-                None
-            }
+        let key_store = if config.auth.auth_required {
+            Some(KeyStore::start(pg.clone(), &config.auth, &tasks, &shutdown).await?)
+        } else {
+            tracing::warn!(
+                "AUTH_REQUIRED=false: anyone who can reach this query-api can read every event"
+            );
+            None
         };
         let state = Arc::new(AppState {
             pg: pg.clone(),
             redis: redis.clone(),
             redis_args: config.redis.clone(),
             keys: RedisKeys::new(config.redis.redis_key_prefix.clone()),
-            shards: config.stream.stream_shards,
+            shards: config.shards.count,
             key_store,
+            console: console::ConsoleState::new(config),
             query: config.query.clone(),
             metrics,
             stats_cache: StatsCache::new(config.query.stats_cache),
@@ -160,7 +158,7 @@ pub async fn run(
     let registry = eventline_shared::metrics::new_registry(COMPONENT);
     let api = QueryApi::start(&config, registry, shutdown.clone()).await?;
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "query-api listening");
+        tracing::info!(component = COMPONENT, %addr, "listening");
     }
     server::serve(
         listener,
@@ -171,6 +169,6 @@ pub async fn run(
     )
     .await;
     shutdown::drain(&api.tasks, config.listen.shutdown_grace).await;
-    tracing::info!("query-api stopped");
+    tracing::info!(component = COMPONENT, "stopped");
     Ok(())
 }

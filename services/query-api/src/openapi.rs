@@ -81,8 +81,8 @@ fn error_responses(codes: &[&str]) -> Value {
     for code in codes {
         let description = match *code {
             "400" => "Bad parameters or body; `field` names the one at fault",
-            "401" => "Missing or unknown API key",
-            "403" => "The key lacks the scope",
+            "401" => "Missing or unknown API key, or an expired or invalid session cookie",
+            "403" => "The key lacks the scope, or a state change by cookie lacks X-Requested-With",
             "404" => "Not found",
             "413" => "Body too large",
             "415" => "Unsupported content type",
@@ -153,7 +153,7 @@ fn build() -> Value {
             { "name": INGEST_GATEWAY, "description": "HTTP ingest into Redis Streams (port 8080)" },
             { "name": QUERY_API, "description": "Reads: events, stats, dead letters, live tail (port 8081)" }
         ],
-        "security": [ { "bearer": [] }, { "apiKey": [] } ],
+        "security": [ { "bearer": [] }, { "apiKey": [] }, { "session": [] } ],
         "paths": {
             "/v1/events": {
                 "post": {
@@ -232,6 +232,74 @@ fn build() -> Value {
                     "responses": with_errors(json_ok("Stats", "Stats"), &["400", "401", "403", "503", "504"])
                 }
             },
+            "/v1/events/export": {
+                "get": {
+                    "tags": [QUERY_API],
+                    "summary": "Every event a search selects over its whole window, streamed (chunked) page by page in the keyset order, as NDJSON (one Event per line) or CSV (RFC 4180, a header row). The search parameters and limits of GET /v1/events; `limit`, `cursor` and `page` do not apply (scope query). A failure after the first byte cuts the body short without its final chunk.",
+                    "servers": query_server(),
+                    "parameters": [
+                        param("format", "`ndjson` (default) or `csv`.", json!({ "type": "string", "enum": ["ndjson", "csv"], "default": "ndjson" })),
+                        services_param,
+                        param("from", "Start of the window (inclusive), RFC 3339.", time.clone()),
+                        param("to", "End of the window (exclusive), RFC 3339. Default: now plus one hour.", time.clone()),
+                        param("order", "By (timestamp, id).", json!({ "type": "string", "enum": ["desc", "asc"], "default": "desc" })),
+                        param("q", "Case-insensitive substring of the message.", json!({ "type": "string" })),
+                        { "name": "metadata", "in": "query", "required": false, "style": "deepObject", "explode": true,
+                          "description": "`metadata.<key>=<value>` filters, as for GET /v1/events.",
+                          "schema": { "type": "object", "additionalProperties": { "type": "string" } } }
+                    ],
+                    "responses": with_errors(json!({ "200": { "description": "The events, streamed", "content": {
+                        "application/x-ndjson": { "schema": { "type": "string" } },
+                        "text/csv": { "schema": { "type": "string" } } } } }), &["400", "401", "403", "503", "504"])
+                }
+            },
+            "/v1/stats/histogram": {
+                "get": {
+                    "tags": [QUERY_API],
+                    "summary": "Counts of the events a search selects in at most `buckets` time buckets (scope query). The width is the smallest of 1 s … 12 h, then whole days, that fits; buckets are aligned to the epoch and the first and last clipped to the window. Whole hours without `q` or metadata filters come from the hourly rollup, the rest from the events.",
+                    "servers": query_server(),
+                    "parameters": [
+                        services_param,
+                        param("from", "Start of the window, RFC 3339. Default: `to` minus 24 hours.", time.clone()),
+                        param("to", "End of the window, RFC 3339. Default: now.", time.clone()),
+                        param("buckets", "Most buckets.", json!({ "type": "integer", "minimum": 1, "maximum": 500, "default": 60 })),
+                        param("q", "Case-insensitive substring of the message.", json!({ "type": "string" })),
+                        { "name": "metadata", "in": "query", "required": false, "style": "deepObject", "explode": true,
+                          "description": "`metadata.<key>=<value>` filters, as for GET /v1/events.",
+                          "schema": { "type": "object", "additionalProperties": { "type": "string" } } }
+                    ],
+                    "responses": with_errors(json_ok("The buckets", "Histogram"), &["400", "401", "403", "503", "504"])
+                }
+            },
+            "/v1/pipeline": {
+                "get": {
+                    "tags": [QUERY_API],
+                    "summary": "The pipeline's state: per-shard length, pending entries and lag, backpressure (a shard over STREAM_HIGH_WATER), dead letters waiting (scope query).",
+                    "servers": query_server(),
+                    "responses": with_errors(json_ok("The pipeline", "Pipeline"), &["400", "401", "403", "503"])
+                }
+            },
+            "/v1/session": {
+                "post": {
+                    "tags": [QUERY_API],
+                    "summary": "Sign in to the console: the API key (Authorization or X-API-Key header, scope query or admin) for a session cookie `eventline_session` (HttpOnly, SameSite=Strict, Path=/; Secure with CONSOLE_SECURE_COOKIE), accepted in place of the key until it expires (SESSION_TTL_SECONDS) or the key is revoked. A request with the cookie alone that changes state must carry X-Requested-With.",
+                    "servers": query_server(),
+                    "responses": with_errors(json_ok("The session; Set-Cookie", "Session"), &["401", "403"])
+                },
+                "get": {
+                    "tags": [QUERY_API],
+                    "summary": "Who the cookie (or key) stands for.",
+                    "servers": query_server(),
+                    "responses": with_errors(json_ok("The session", "Session"), &["401"])
+                },
+                "delete": {
+                    "tags": [QUERY_API],
+                    "summary": "Sign out: clears the cookie.",
+                    "servers": query_server(),
+                    "security": [],
+                    "responses": { "204": { "description": "Signed out" } }
+                }
+            },
             "/v1/services": {
                 "get": {
                     "tags": [QUERY_API],
@@ -291,7 +359,8 @@ fn build() -> Value {
         "components": {
             "securitySchemes": {
                 "bearer": { "type": "http", "scheme": "bearer" },
-                "apiKey": { "type": "apiKey", "in": "header", "name": "X-API-Key" }
+                "apiKey": { "type": "apiKey", "in": "header", "name": "X-API-Key" },
+                "session": { "type": "apiKey", "in": "cookie", "name": "eventline_session", "description": "The console's session (POST /v1/session); query-api only." }
             },
             "schemas": {
                 "Error": {
@@ -355,7 +424,42 @@ fn build() -> Value {
                 "Services": {
                     "type": "object",
                     "properties": { "services": { "type": "array", "items": { "type": "object", "properties": {
-                        "service": { "type": "string" }, "count": { "type": "integer" }, "last_seen": { "type": ["string", "null"], "format": "date-time" } } } } }
+                        "service": { "type": "string" }, "count": { "type": "integer" }, "last_seen": { "type": ["string", "null"], "format": "date-time" },
+                        "current_hour": { "type": "integer", "description": "The current clock hour so far." },
+                        "last_hour": { "type": "integer", "description": "The last complete clock hour." },
+                        "last_24h": { "type": "integer", "description": "The 24 complete hours before the current one." },
+                        "hourly": { "type": "array", "description": "Those 24 hours and the current one, oldest first.", "items": { "type": "object", "properties": { "hour": { "type": "string", "format": "date-time" }, "count": { "type": "integer" } } } } } } } }
+                },
+                "Histogram": {
+                    "type": "object",
+                    "properties": {
+                        "from": { "type": "string", "format": "date-time" },
+                        "to": { "type": "string", "format": "date-time" },
+                        "bucket_seconds": { "type": "integer" },
+                        "source": { "type": "string", "enum": ["rollup", "events", "rollup+events"] },
+                        "total": { "type": "integer" },
+                        "buckets": { "type": "array", "items": { "type": "object", "properties": {
+                            "start": { "type": "string", "format": "date-time" }, "end": { "type": "string", "format": "date-time" }, "count": { "type": "integer" } } } }
+                    }
+                },
+                "Pipeline": {
+                    "type": "object",
+                    "properties": {
+                        "lag": { "type": ["integer", "null"] }, "pending": { "type": "integer" },
+                        "longest_stream": { "type": "integer" }, "stream_high_water": { "type": "integer" },
+                        "backpressure": { "type": "boolean" }, "dead_letters": { "type": "integer" },
+                        "streams": { "type": "array", "items": { "type": "object" } },
+                        "generated_at": { "type": "string", "format": "date-time" }
+                    }
+                },
+                "Session": {
+                    "type": "object",
+                    "properties": {
+                        "auth_required": { "type": "boolean" },
+                        "key_prefix": { "type": ["string", "null"] },
+                        "scopes": { "type": "array", "items": { "type": "string" } },
+                        "expires_at": { "type": ["string", "null"], "format": "date-time" }
+                    }
                 },
                 "DeadLetterPage": {
                     "type": "object",

@@ -7,6 +7,7 @@
 //! wider than `MAX_QUERY_RANGE`.
 
 use chrono::{DateTime, TimeDelta, Utc};
+use eventline_shared::schema::rollup_hour;
 use serde_json::{Map, Value};
 
 use crate::cursor::{Cursor, Fingerprint, Order};
@@ -88,16 +89,18 @@ impl Params {
     }
 
     /// `service=a&service=b` or `service=a,b`: sorted, without duplicates,
-    /// each a valid service name.
-    pub fn services(&self, max: usize) -> Result<Vec<String>, ApiError> {
+    /// each a valid service name (the gateway's rule and `MAX_SERVICE_LEN`),
+    /// at most `limits.max_services`.
+    pub fn services(&self, limits: &QueryLimits) -> Result<Vec<String>, ApiError> {
+        let (max, max_len) = (limits.max_services, limits.max_service_len);
         let mut services = Vec::new();
         for value in self.all("service") {
             for name in value.split(',') {
-                if !valid_service(name) {
+                if !eventline_shared::validate::is_service_name(name, max_len) {
                     return Err(ApiError::bad(
                         "invalid_service",
                         "service",
-                        "a service is 1-100 characters of A-Z a-z 0-9 . _ : -",
+                        format!("a service is 1-{max_len} characters of A-Z a-z 0-9 . _ : -"),
                     ));
                 }
                 services.push(name.to_owned());
@@ -113,6 +116,44 @@ impl Params {
             ));
         }
         Ok(services)
+    }
+
+    /// The `metadata.<key>` filters (sorted by parameter) and `q`, checked:
+    /// what `/v1/events`, its export and the histogram select rows by.
+    pub fn filters(&self) -> Result<(Vec<MetadataFilter>, Option<&str>), ApiError> {
+        let mut metadata = Vec::new();
+        for (name, value) in &self.pairs {
+            if name.starts_with("metadata.") {
+                if metadata.iter().any(|f: &MetadataFilter| &f.param == name) {
+                    return Err(ApiError::bad(
+                        "duplicate_parameter",
+                        name.as_str(),
+                        format!("`{name}` may be given once"),
+                    ));
+                }
+                metadata.push(metadata_filter(name, value)?);
+            }
+        }
+        if metadata.len() > MAX_METADATA_FILTERS {
+            return Err(ApiError::bad(
+                "too_many_metadata_filters",
+                "metadata",
+                format!("at most {MAX_METADATA_FILTERS} metadata filters"),
+            ));
+        }
+        metadata.sort_by(|a, b| a.param.cmp(&b.param));
+        let q = self.single("q")?;
+        if let Some(q) = q {
+            let chars = q.chars().count();
+            if chars == 0 || chars > MAX_Q_CHARS {
+                return Err(ApiError::bad(
+                    "invalid_q",
+                    "q",
+                    format!("`q` is 1-{MAX_Q_CHARS} characters"),
+                ));
+            }
+        }
+        Ok((metadata, q))
     }
 
     /// An RFC 3339 time parameter.
@@ -155,11 +196,6 @@ impl Params {
             })
             .transpose()
     }
-}
-
-/// The contract's service rule at its default length (100).
-pub fn valid_service(name: &str) -> bool {
-    eventline_shared::validate::is_service_name(name, 100)
 }
 
 /// A checked `[from, to)` window.
@@ -252,7 +288,7 @@ fn metadata_filter(param: &str, value: &str) -> Result<MetadataFilter, ApiError>
 }
 
 /// `q` as an ILIKE pattern: `%`, `_` and `\` match themselves.
-fn like_pattern(q: &str) -> String {
+pub(crate) fn like_pattern(q: &str) -> String {
     let mut pattern = String::with_capacity(q.len() + 2);
     pattern.push('%');
     for c in q.chars() {
@@ -284,16 +320,21 @@ pub struct EventQuery {
     pub fingerprint: Fingerprint,
 }
 
-pub struct EventLimits {
+/// What one query may ask for (`QueryArgs::limits`): the widest window, the
+/// most services, the longest service name (`MAX_SERVICE_LEN`, the
+/// gateway's), the most rows `page` may skip.
+#[derive(Debug, Clone)]
+pub struct QueryLimits {
     pub max_range: TimeDelta,
     pub max_services: usize,
+    pub max_service_len: usize,
     pub max_page_offset: u32,
 }
 
 impl EventQuery {
     pub fn parse(
         raw: Option<&str>,
-        limits: &EventLimits,
+        limits: &QueryLimits,
         now: DateTime<Utc>,
     ) -> Result<Self, ApiError> {
         let params = Params::parse(raw)?;
@@ -303,7 +344,7 @@ impl EventQuery {
             ],
             true,
         )?;
-        let services = params.services(limits.max_services)?;
+        let services = params.services(limits)?;
         let from = params.time("from")?;
         let to = params.time("to")?;
         let order = match params.single("order")? {
@@ -326,38 +367,7 @@ impl EventQuery {
             (Some(n), None) | (None, Some(n)) => n,
             (None, None) => DEFAULT_LIMIT,
         };
-        let mut metadata = Vec::new();
-        for (name, value) in &params.pairs {
-            if name.starts_with("metadata.") {
-                if metadata.iter().any(|f: &MetadataFilter| &f.param == name) {
-                    return Err(ApiError::bad(
-                        "duplicate_parameter",
-                        name.as_str(),
-                        format!("`{name}` may be given once"),
-                    ));
-                }
-                metadata.push(metadata_filter(name, value)?);
-            }
-        }
-        if metadata.len() > MAX_METADATA_FILTERS {
-            return Err(ApiError::bad(
-                "too_many_metadata_filters",
-                "metadata",
-                format!("at most {MAX_METADATA_FILTERS} metadata filters"),
-            ));
-        }
-        metadata.sort_by(|a, b| a.param.cmp(&b.param));
-        let q = params.single("q")?;
-        if let Some(q) = q {
-            let chars = q.chars().count();
-            if chars == 0 || chars > MAX_Q_CHARS {
-                return Err(ApiError::bad(
-                    "invalid_q",
-                    "q",
-                    format!("`q` is 1-{MAX_Q_CHARS} characters"),
-                ));
-            }
-        }
+        let (metadata, q) = params.filters()?;
 
         let fingerprint = Fingerprint::of(&[
             &services.join(","),
@@ -453,22 +463,21 @@ pub const STATS_DEFAULT_SPAN: TimeDelta = TimeDelta::hours(24);
 impl StatsQuery {
     pub fn parse(
         raw: Option<&str>,
-        max_range: TimeDelta,
-        max_services: usize,
+        limits: &QueryLimits,
         now: DateTime<Utc>,
     ) -> Result<Self, ApiError> {
         let params = Params::parse(raw)?;
         params.only(&["service", "from", "to"], false)?;
-        let services = params.services(max_services)?;
+        let services = params.services(limits)?;
         let from = params.time("from")?;
         let to = params.time("to")?;
         // Round the defaults to the hour: the rollup has no finer grain, and
         // equal requests within the hour share the cache.
         let window = Window::resolve(
             from,
-            to.or_else(|| crate::stats::hour_start(now).map(|h| h + TimeDelta::hours(1))),
+            to.or_else(|| rollup_hour(now).checked_add_signed(TimeDelta::hours(1))),
             STATS_DEFAULT_SPAN,
-            max_range,
+            limits.max_range,
             now,
         )?;
         Ok(StatsQuery {
@@ -483,10 +492,11 @@ impl StatsQuery {
 mod tests {
     use super::*;
 
-    fn limits() -> EventLimits {
-        EventLimits {
+    fn limits() -> QueryLimits {
+        QueryLimits {
             max_range: TimeDelta::days(31),
             max_services: 3,
+            max_service_len: 100,
             max_page_offset: 1000,
         }
     }
@@ -515,6 +525,29 @@ mod tests {
     fn services_split_sort_and_dedup() {
         let q = parse("service=b,a&service=a").unwrap();
         assert_eq!(q.services, ["a", "b"]);
+    }
+
+    #[test]
+    fn service_names_are_held_to_max_service_len() {
+        let long = "s".repeat(150);
+        let q = format!("service={long}");
+        assert_eq!(field(&q), "service");
+        let limits = QueryLimits {
+            max_service_len: 150,
+            ..limits()
+        };
+        let query = EventQuery::parse(Some(&q), &limits, Utc::now()).unwrap();
+        assert_eq!(query.services, [long]);
+        let limits = QueryLimits {
+            max_service_len: 10,
+            ..limits
+        };
+        match EventQuery::parse(Some("service=eleven-char"), &limits, Utc::now()) {
+            Err(ApiError::BadRequest { message, .. }) => {
+                assert!(message.contains("1-10 characters"), "{message}");
+            }
+            other => panic!("expected a 400, got {other:?}"),
+        }
     }
 
     #[test]

@@ -21,7 +21,8 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, DurationRound, SecondsFormat, TimeDelta, Utc};
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use eventline_shared::schema::{self, rollup_hour};
 use serde::Serialize;
 use serde_json::json;
 
@@ -30,15 +31,10 @@ use crate::error::ApiError;
 use crate::metrics::query;
 use crate::params::{Params, StatsQuery};
 
-/// The start of `t`'s clock hour (UTC), as the rollup's `hour` column.
-pub fn hour_start(t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    t.duration_trunc(TimeDelta::hours(1)).ok()
-}
-
 /// `t` rounded up to a clock hour: the end of the last rollup hour that a
 /// window ending at `t` counts (the rollup cannot split an hour).
 pub fn hour_end(t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let start = hour_start(t)?;
+    let start = rollup_hour(t);
     if start == t {
         Some(t)
     } else {
@@ -243,12 +239,7 @@ pub async fn stats(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let now = Utc::now();
-    let query = StatsQuery::parse(
-        raw.as_deref(),
-        state.query.max_query_range(),
-        state.query.max_services as usize,
-        now,
-    )?;
+    let query = StatsQuery::parse(raw.as_deref(), &state.query.limits(), now)?;
     cached(
         &state,
         CacheKey::Stats(query.clone()),
@@ -264,7 +255,7 @@ async fn compute_stats(
 ) -> Result<Stats, ApiError> {
     // The rollup counts whole hours: the window widens to the hours it
     // touches, and the answer says so.
-    let from_hour = hour_start(query.from).unwrap_or(query.from);
+    let from_hour = rollup_hour(query.from);
     let to_hour = hour_end(query.to).unwrap_or(query.to);
     // One scan of the window's rollup rows, grouped both ways.
     let grouped = state.db(
@@ -316,9 +307,7 @@ async fn recent(
     services: &[String],
     now: DateTime<Utc>,
 ) -> Result<Recent, ApiError> {
-    let Some(current) = hour_start(now) else {
-        return Ok(Recent::default());
-    };
+    let current = rollup_hour(now);
     let (current_hour, last_hour, last_24h): (i64, i64, i64) = state
         .db(
             query::STATS,
@@ -348,6 +337,9 @@ struct KnownService {
     service: String,
     count: i64,
     last_seen: Option<String>,
+    /// The console's figures: the last hours from the rollup.
+    #[serde(flatten)]
+    recent: crate::buckets::ServiceHours,
 }
 
 /// `GET /v1/services`: every service the rollup knows, with its count and
@@ -382,9 +374,11 @@ pub async fn services(
             .rows_returned
             .with_label_values(&["/v1/services"])
             .observe(rows.len() as f64);
+        let mut recent = crate::buckets::recent_hours(&state, Utc::now()).await?;
         let services: Vec<KnownService> = rows
             .into_iter()
             .map(|(service, count, last)| KnownService {
+                recent: recent.remove(&service).unwrap_or_default(),
                 service,
                 count,
                 last_seen: last.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
@@ -398,7 +392,10 @@ pub async fn services(
 /// `GET /health/business` (the Aurore Events API's): the pipeline's figures
 /// without service names, so it can stay open like the other health
 /// routes — recent throughput, dead letters waiting, the retention job's
-/// last success.
+/// last success. The figures come from PostgreSQL (without it, a 503 or
+/// 504), the dead letters from Redis: without Redis, `dead_letters` is
+/// `null`, `status` is `degraded` and `unavailable` names `redis`, as
+/// `/health/detailed` says `degraded` when a dependency fails.
 pub async fn business(State(state): State<Shared>) -> Result<Response, ApiError> {
     cached(&state, CacheKey::Business, async {
         let now = Utc::now();
@@ -412,18 +409,17 @@ pub async fn business(State(state): State<Shared>) -> Result<Response, ApiError>
             .bind(now)
             .fetch_one(&state.pg),
         );
-        let retention = state.db(
-            query::BUSINESS,
-            sqlx::query_scalar::<_, Option<DateTime<Utc>>>(
-                "SELECT max(finished_at) FROM maintenance_runs
-                  WHERE outcome = 'success' AND NOT dry_run",
-            )
-            .fetch_one(&state.pg),
-        );
+        let retention = state.db(query::BUSINESS, schema::last_retention_success(&state.pg));
         let (recent, services, retention) = tokio::try_join!(recent, services, retention)?;
         let dead_letters = crate::dlq::length(&state).await.ok();
+        let unavailable: &[&str] = if dead_letters.is_some() {
+            &[]
+        } else {
+            &["redis"]
+        };
         Ok(json!({
-            "status": "ok",
+            "status": if unavailable.is_empty() { "ok" } else { "degraded" },
+            "unavailable": unavailable,
             "generated_at": now.to_rfc3339_opts(SecondsFormat::Millis, true),
             "events": recent,
             "active_services_24h": services,
@@ -449,11 +445,7 @@ pub async fn watch_retention(
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let last = sqlx::query_scalar::<_, Option<DateTime<Utc>>>(
-            "SELECT max(finished_at) FROM maintenance_runs WHERE outcome = 'success' AND NOT dry_run",
-        )
-        .fetch_one(&state.pg)
-        .await;
+        let last = schema::last_retention_success(&state.pg).await;
         match last {
             Ok(last) => state
                 .metrics
@@ -473,9 +465,9 @@ mod tests {
         let t = DateTime::parse_from_rfc3339("2026-11-23T03:12:45.5Z")
             .unwrap()
             .with_timezone(&Utc);
-        assert_eq!(rfc3339(hour_start(t).unwrap()), "2026-11-23T03:00:00Z");
+        assert_eq!(rfc3339(rollup_hour(t)), "2026-11-23T03:00:00Z");
         assert_eq!(rfc3339(hour_end(t).unwrap()), "2026-11-23T04:00:00Z");
-        let on_the_hour = hour_start(t).unwrap();
+        let on_the_hour = rollup_hour(t);
         assert_eq!(hour_end(on_the_hour), Some(on_the_hour));
     }
 

@@ -59,7 +59,7 @@ pub async fn tail(
 ) -> Result<Response, ApiError> {
     let params = Params::parse(raw.as_deref())?;
     params.only(&["service"], false)?;
-    let services = params.services(state.query.max_services as usize)?;
+    let services = params.services(&state.query.limits())?;
     let key_slot = match identity {
         Some(Extension(identity)) => Some(KeySlot::take(&state, identity.key_id)?),
         None => None,

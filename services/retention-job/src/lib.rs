@@ -35,8 +35,8 @@ use config::{CronSchedule, JobArgs, parse_cron};
 use pass::{Job, PassError};
 use report::RunReport;
 
-/// The name the job's connections carry in `pg_stat_activity`.
-pub const APPLICATION_NAME: &str = "retention-job";
+/// The name in `pg_stat_activity`, the metrics registry, logs and health.
+pub const COMPONENT: &str = "retention-job";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -70,11 +70,17 @@ pub struct ScheduleArgs {
 }
 
 #[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Postgres(#[from] PgSetupError),
+    #[error("cannot register metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
 pub enum JobError {
     #[error(transparent)]
-    Setup(#[from] PgSetupError),
-    #[error("cannot register the metrics: {0}")]
-    Metrics(#[from] prometheus::Error),
+    Start(#[from] StartError),
     #[error(transparent)]
     Pass(#[from] PassError),
     #[error(transparent)]
@@ -85,9 +91,9 @@ pub enum JobError {
 
 /// Connects to PostgreSQL (eagerly: a wrong URL fails start-up) and
 /// registers the metrics.
-pub async fn connect(args: &JobArgs, registry: &Registry) -> Result<Job, JobError> {
-    let pool = pg_pool::connect(&args.db, APPLICATION_NAME).await?;
-    let options = pg_pool::connect_options(&args.db, APPLICATION_NAME)?;
+pub async fn connect(args: &JobArgs, registry: &Registry) -> Result<Job, StartError> {
+    let pool = pg_pool::connect(&args.db, COMPONENT).await?;
+    let options = pg_pool::connect_options(&args.db, COMPONENT)?;
     let metrics = metrics::Metrics::register(registry)?;
     Ok(Job::new(pool, options, args.retention.clone(), metrics))
 }

@@ -7,7 +7,7 @@ use retention_job::{Cli, Command, schedule};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli: Cli = config::parse_or_exit();
-    let registry = metrics::new_registry("retention-job");
+    let registry = metrics::new_registry(retention_job::COMPONENT);
     match cli.command {
         Command::Run(args) => {
             telemetry::init(&args.telemetry)?;

@@ -76,7 +76,7 @@ impl Job {
     /// that just started reports the last pass before it rather than 0 (which
     /// would read as "never" and fire the alert).
     pub async fn restore_last_success(&self) -> Result<(), sqlx::Error> {
-        if let Some(at) = run_record::last_success(&self.pool).await? {
+        if let Some(at) = eventline_shared::schema::last_retention_success(&self.pool).await? {
             self.metrics.last_success.set(at.timestamp());
         }
         Ok(())

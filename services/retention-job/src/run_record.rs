@@ -69,14 +69,3 @@ pub async fn skipped(pool: &PgPool, report: &RunReport, reason: &str) -> Result<
     .fetch_one(pool)
     .await
 }
-
-/// When the last real (not dry) pass succeeded, if one ever did.
-pub async fn last_success(
-    pool: &PgPool,
-) -> Result<Option<chrono::DateTime<chrono::Utc>>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT max(finished_at) FROM maintenance_runs WHERE outcome = 'success' AND NOT dry_run",
-    )
-    .fetch_one(pool)
-    .await
-}

@@ -116,7 +116,7 @@ pub async fn run(
             Box::pin(async move { json!({ "cron": cron, "last_pass": last }) })
         })
     };
-    let router = Health::new("retention-job", registry, shutdown.clone())
+    let router = Health::new(crate::COMPONENT, registry, shutdown.clone())
         .with_postgres(job.pool().clone())
         .with_details(details)
         .router();
@@ -135,7 +135,7 @@ pub async fn run(
         stopped
     };
     let ((), stopped) = tokio::join!(serving, stopping);
-    tracing::info!("retention-job stopped");
+    tracing::info!(component = crate::COMPONENT, "stopped");
     stopped?;
     Ok(())
 }

@@ -24,6 +24,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use eventline_shared::schema::rollup_hour;
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::config::InsertMethod;
@@ -215,7 +216,7 @@ impl<'a> Rollup<'a> {
         let mut by_hour: BTreeMap<(&str, DateTime<Utc>), i64> = BTreeMap::new();
         for row in rows {
             let e = &row.event;
-            *by_hour.entry((e.service, hour_of(e.ts))).or_default() += 1;
+            *by_hour.entry((e.service, rollup_hour(e.ts))).or_default() += 1;
         }
         let mut rollup = Rollup {
             services: Vec::with_capacity(by_hour.len()),
@@ -229,12 +230,6 @@ impl<'a> Rollup<'a> {
         }
         rollup
     }
-}
-
-/// `date_trunc('hour', ts, 'UTC')`: UTC hours are whole multiples of an hour
-/// since the Unix epoch (no leap seconds in either clock).
-fn hour_of(ts: DateTime<Utc>) -> DateTime<Utc> {
-    DateTime::from_timestamp(ts.timestamp().div_euclid(3600) * 3600, 0).unwrap_or(ts)
 }
 
 async fn insert_copy(

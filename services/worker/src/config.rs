@@ -3,17 +3,19 @@
 //! ends the process with one line naming the variable (see
 //! [`eventline_shared::config::parse_or_exit`]).
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser, ValueEnum};
 use eventline_shared::config::{
-    DatabaseArgs, RedisArgs, TelemetryArgs, parse_millis, parse_positive_millis,
+    DatabaseArgs, RedisArgs, StreamShards, TelemetryArgs, parse_millis, parse_positive_millis,
     parse_positive_seconds,
 };
 use eventline_shared::server::ListenArgs;
 
-/// The default metrics/health port of the worker (the contract's 9091).
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:9091";
+/// The default metrics/health address of the worker (the contract's 9091).
+pub const DEFAULT_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 9091);
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -51,9 +53,8 @@ pub struct WorkerArgs {
     /// workers; defaults to `POD_NAME`, else `<hostname>-<pid>`.
     #[arg(long, env = "CONSUMER")]
     pub consumer: Option<String>,
-    /// Number of stream shards (`events:{0}` … `events:{N-1}`); must match the gateway.
-    #[arg(long, env = "STREAM_SHARDS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub stream_shards: u32,
+    #[command(flatten)]
+    pub shards: StreamShards,
     /// Most entries in one batch (with `MAX_IN_FLIGHT_BATCHES`, what one
     /// shard holds in memory at most; docs/adr/0010-worker-batch-insert.md).
     #[arg(long, env = "BATCH_SIZE", default_value_t = 2500, value_parser = clap::value_parser!(u32).range(1..=50_000))]
@@ -152,7 +153,7 @@ mod tests {
     fn defaults_follow_the_contract() {
         let config = Config::try_parse_from(["worker"]).unwrap();
         assert_eq!(config.worker.dedup_ttl, Duration::from_secs(600));
-        assert_eq!(config.worker.stream_shards, 1);
+        assert_eq!(config.worker.shards.count, 1);
         assert!(config.worker.copy_fresh_batches);
         let named = Config::try_parse_from(["worker", "--consumer", "w-1"]).unwrap();
         assert_eq!(named.worker.consumer_name(), "w-1");

@@ -61,7 +61,8 @@ pub async fn claim(state: &State, keys: &[(Uuid, &str)]) -> Result<Vec<Claim>, r
 }
 
 /// Deletes each key that `entry id` still holds (compare-and-delete, one key
-/// per call, so it works on a Redis Cluster).
+/// per call). eventline runs on a single Redis node: Redis Cluster is not
+/// supported yet (the claims above are one pipeline over many keys).
 pub async fn release(state: &State, keys: &[(Uuid, &str)]) -> Result<(), redis::RedisError> {
     if keys.is_empty() {
         return Ok(());

@@ -51,11 +51,11 @@ use crate::config::{Config, WorkerArgs};
 use crate::metrics::Metrics;
 use eventline_shared::circuit_breaker::CircuitBreaker;
 
-/// Name of this component in logs, metrics and `pg_stat_activity`.
+/// The name in `pg_stat_activity`, the metrics registry, logs and health.
 pub const COMPONENT: &str = "worker";
 
 #[derive(Debug, thiserror::Error)]
-pub enum SetupError {
+pub enum StartError {
     #[error(transparent)]
     Redis(#[from] RedisSetupError),
     #[error(transparent)]
@@ -111,12 +111,12 @@ impl Worker {
     /// Connects to Redis and PostgreSQL (failing fast when either is
     /// unreachable), creates today's and the next two days' partitions and
     /// the consumer group on every shard.
-    pub async fn start(config: Config, registry: Registry) -> Result<Self, SetupError> {
+    pub async fn start(config: Config, registry: Registry) -> Result<Self, StartError> {
         let metrics = Metrics::register(&registry)?;
         let redis = redis_pool::connect(&config.redis).await?;
         let blocking_timeout = config.redis.redis_timeout + consume::MAX_BLOCK;
         let mut blocking_args = config.redis.clone();
-        blocking_args.redis_pool_size = config.worker.stream_shards.max(1);
+        blocking_args.redis_pool_size = config.worker.shards.count.max(1);
         let redis_blocking =
             redis_pool::connect_with_response_timeout(&blocking_args, blocking_timeout).await?;
         let pg = pg_pool::connect(&config.database, COMPONENT).await?;
@@ -124,7 +124,7 @@ impl Worker {
         let last = today.checked_add_days(Days::new(2)).unwrap_or(today);
         let created = schema::ensure_partitions(&pg, today, last)
             .await
-            .map_err(SetupError::Partitions)?;
+            .map_err(StartError::Partitions)?;
         if !created.is_empty() {
             tracing::info!(?created, "created daily partitions");
         }
@@ -145,15 +145,15 @@ impl Worker {
             breaker,
             stopping: CancellationToken::new(),
         });
-        for shard in 0..state.config.stream_shards {
+        for shard in 0..state.config.shards.count {
             let stream = state.keys.stream(shard);
             create_group(&state, &stream)
                 .await
-                .map_err(|source| SetupError::Group { stream, source })?;
+                .map_err(|source| StartError::Group { stream, source })?;
         }
         tracing::info!(
             consumer = state.consumer,
-            shards = state.config.stream_shards,
+            shards = state.config.shards.count,
             "worker connected"
         );
         Ok(Worker {
@@ -200,6 +200,9 @@ pub async fn run(
         registry,
         grace,
     } = worker;
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(component = COMPONENT, %addr, "listening");
+    }
     let health = Health::new(COMPONENT, registry, shutdown.clone())
         .with_redis(state.redis.clone())
         .with_postgres(state.pg.clone())
@@ -216,7 +219,7 @@ pub async fn run(
     ));
 
     let tasks = TaskTracker::new();
-    for shard in 0..state.config.stream_shards {
+    for shard in 0..state.config.shards.count {
         tasks.spawn(consume::run_shard(
             state.clone(),
             shard,
@@ -232,7 +235,9 @@ pub async fn run(
     if shutdown::drain(&tasks, grace).await {
         tracing::info!("all batches finished");
     }
-    server.await.map_err(std::io::Error::other)
+    server.await.map_err(std::io::Error::other)?;
+    tracing::info!(component = COMPONENT, "stopped");
+    Ok(())
 }
 
 /// The worker's part of `/health/detailed`: each shard's length, pending
@@ -244,7 +249,7 @@ fn details(state: Arc<State>) -> DetailsFn {
             let shards = stream_stats::shards_json(
                 &state.redis,
                 &state.keys,
-                state.config.stream_shards,
+                state.config.shards.count,
                 CONSUMER_GROUP,
             )
             .await;

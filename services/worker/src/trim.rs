@@ -134,7 +134,7 @@ pub async fn run(state: std::sync::Arc<State>, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
         }
         let (mut length, mut pending, mut lag) = (0u64, 0u64, 0u64);
-        for shard in 0..state.config.stream_shards {
+        for shard in 0..state.config.shards.count {
             let stream = state.keys.stream(shard);
             if let Err(e) = trim(&state, &stream).await {
                 tracing::warn!(stream, error = %e, "cannot trim stream");

@@ -227,9 +227,23 @@ async fn more_records_than_max_log_records_is_a_413_in_either_encoding() {
     let gw = open_gateway(&["--max-log-records", "5"]).await;
     let five = export("s", (0..5).map(|_| record("m", &[])).collect());
     let six = export("s", (0..6).map(|_| record("m", &[])).collect());
-    let res = request(gw.addr, "POST", "/v1/logs", &[PROTOBUF], &five.encode_to_vec()).await;
+    let res = request(
+        gw.addr,
+        "POST",
+        "/v1/logs",
+        &[PROTOBUF],
+        &five.encode_to_vec(),
+    )
+    .await;
     assert_eq!(res.status, 200);
-    let res = request(gw.addr, "POST", "/v1/logs", &[PROTOBUF], &six.encode_to_vec()).await;
+    let res = request(
+        gw.addr,
+        "POST",
+        "/v1/logs",
+        &[PROTOBUF],
+        &six.encode_to_vec(),
+    )
+    .await;
     assert_eq!(res.status, 413);
     let status = Status::decode(&res.body[..]).expect("a google.rpc.Status");
     assert!(status.message.contains("6"), "{}", status.message);

@@ -11,7 +11,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use clap::Parser;
 use eventline_shared::EnrichedEvent;
 use eventline_shared::api_key::{self, KeyPepper, Scopes};
-use eventline_shared::config::RedisArgs;
+use eventline_shared::config::{RedisArgs, SecretUrl};
 use eventline_shared::redis_keys::RedisKeys;
 use eventline_shared::stream_codec;
 pub use eventline_shared::testkit::http::{Response, head, request};
@@ -45,18 +45,27 @@ impl Drop for TestApp {
 
 /// A query-api without auth.
 pub async fn open_app(extra: &[&str]) -> TestApp {
-    spawn(false, extra).await
+    spawn(false, testkit::redis_args(), extra).await
+}
+
+/// A query-api without auth on the Redis at `redis_url` (one the test may
+/// stop), with a key prefix of its own.
+pub async fn open_app_on_redis(redis_url: &str, extra: &[&str]) -> TestApp {
+    let redis = RedisArgs {
+        redis_url: SecretUrl::for_tests(redis_url),
+        ..testkit::redis_args()
+    };
+    spawn(false, redis, extra).await
 }
 
 /// A query-api that requires keys.
 pub async fn secured_app(extra: &[&str]) -> TestApp {
-    spawn(true, extra).await
+    spawn(true, testkit::redis_args(), extra).await
 }
 
-async fn spawn(auth: bool, extra: &[&str]) -> TestApp {
+async fn spawn(auth: bool, redis: RedisArgs, extra: &[&str]) -> TestApp {
     testkit::init_logging();
     let db = TestDatabase::migrated().await;
-    let redis = testkit::redis_args();
     let mut args: Vec<String> = vec![
         "query-api".into(),
         "--redis-url".into(),
@@ -99,6 +108,32 @@ async fn spawn(auth: bool, extra: &[&str]) -> TestApp {
         conn,
         shutdown,
     }
+}
+
+/// Another query-api with keys on an existing database (and a Redis prefix
+/// of its own): a second replica behind the same load balancer. It stops
+/// with the test's runtime.
+pub async fn spawn_on(database_url: &str, extra: &[&str]) -> SocketAddr {
+    let redis = testkit::redis_args();
+    let mut args: Vec<String> = vec![
+        "query-api".into(),
+        "--redis-url".into(),
+        redis.redis_url.expose().into(),
+        "--redis-key-prefix".into(),
+        redis.redis_key_prefix.clone(),
+        "--database-url".into(),
+        database_url.into(),
+        "--key-cache-ttl".into(),
+        "1".into(),
+        "--key-pepper".into(),
+        PEPPER.into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let config = Config::try_parse_from(args).expect("test config parses");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(query_api::run(config, listener, CancellationToken::new()));
+    addr
 }
 
 impl TestApp {

@@ -5,10 +5,14 @@
 #![allow(clippy::unwrap_used)]
 
 mod auth;
+mod console;
+mod console_browser;
 mod dlq;
 mod events;
+mod export;
 mod filters;
 mod helpers;
+mod histogram;
 mod openapi;
 mod stats;
 mod tail;

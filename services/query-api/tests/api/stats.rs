@@ -6,7 +6,9 @@ use std::time::Duration;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde_json::Value;
 
-use crate::helpers::{TestApp, enc, event_at, open_app, rfc3339};
+use eventline_shared::testkit::servers::LocalRedis;
+
+use crate::helpers::{TestApp, enc, event_at, open_app, open_app_on_redis, rfc3339};
 
 /// Events in the current hour, the previous hour, 2..30 hours back and 3
 /// days back, for three services.
@@ -247,6 +249,25 @@ async fn business_and_database_health() {
     assert_eq!(res.json()["status"], "ok");
     let res = app.get("/health/detailed").await;
     assert_eq!(res.json()["service"]["dead_letters"], 0);
+}
+
+#[tokio::test]
+async fn business_health_is_degraded_while_redis_is_down() {
+    let mut redis = LocalRedis::start("everysec").expect("a private Redis starts");
+    let app = open_app_on_redis(&redis.url(), &["--stats-cache", "0"]).await;
+    let body = app.get("/health/business").await.json();
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["unavailable"], serde_json::json!([]));
+    assert_eq!(body["dead_letters"], 0);
+
+    redis.kill().expect("Redis killed");
+    let res = app.get("/health/business").await;
+    assert_eq!(res.status, 200);
+    let body = res.json();
+    assert_eq!(body["status"], "degraded");
+    assert_eq!(body["unavailable"], serde_json::json!(["redis"]));
+    assert!(body["dead_letters"].is_null());
+    assert!(body["events"]["current_hour"].is_i64(), "{body}");
 }
 
 #[tokio::test]
