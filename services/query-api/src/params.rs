@@ -196,6 +196,32 @@ impl Params {
             })
             .transpose()
     }
+
+    /// `order`: `desc` unless given.
+    pub fn order(&self) -> Result<Order, ApiError> {
+        match self.single("order")? {
+            None => Ok(Order::Desc),
+            Some(s) => s.parse().map_err(|()| {
+                ApiError::bad("invalid_order", "order", "`order` is `asc` or `desc`")
+            }),
+        }
+    }
+
+    /// `limit`, or its alias `pageSize` (not both); `DEFAULT_LIMIT` unless given.
+    pub fn limit(&self) -> Result<u32, ApiError> {
+        match (
+            self.number("limit", 1..=MAX_LIMIT)?,
+            self.number("pageSize", 1..=MAX_LIMIT)?,
+        ) {
+            (Some(_), Some(_)) => Err(ApiError::bad(
+                "conflicting_parameters",
+                "pageSize",
+                "give `limit` or `pageSize`, not both",
+            )),
+            (Some(n), None) | (None, Some(n)) => Ok(n),
+            (None, None) => Ok(DEFAULT_LIMIT),
+        }
+    }
 }
 
 /// A checked `[from, to)` window.
@@ -347,70 +373,16 @@ impl EventQuery {
         let services = params.services(limits)?;
         let from = params.time("from")?;
         let to = params.time("to")?;
-        let order = match params.single("order")? {
-            None => Order::Desc,
-            Some(s) => s.parse().map_err(|()| {
-                ApiError::bad("invalid_order", "order", "`order` is `asc` or `desc`")
-            })?,
-        };
-        let limit = match (
-            params.number("limit", 1..=MAX_LIMIT)?,
-            params.number("pageSize", 1..=MAX_LIMIT)?,
-        ) {
-            (Some(_), Some(_)) => {
-                return Err(ApiError::bad(
-                    "conflicting_parameters",
-                    "pageSize",
-                    "give `limit` or `pageSize`, not both",
-                ));
-            }
-            (Some(n), None) | (None, Some(n)) => n,
-            (None, None) => DEFAULT_LIMIT,
-        };
+        let order = params.order()?;
+        let limit = params.limit()?;
         let (metadata, q) = params.filters()?;
+        let fingerprint = fingerprint(&services, from, to, order, &metadata, q);
 
-        let fingerprint = Fingerprint::of(&[
-            &services.join(","),
-            &from
-                .map(|t| t.timestamp_micros().to_string())
-                .unwrap_or_default(),
-            &to.map(|t| t.timestamp_micros().to_string())
-                .unwrap_or_default(),
-            order.as_str(),
-            &metadata
-                .iter()
-                .map(|f| format!("{}={}", f.param, f.alternatives[0]))
-                .collect::<Vec<_>>()
-                .join("&"),
-            q.unwrap_or(""),
-        ]);
-
+        // Where the page starts: after a cursor, or `page` rows in.
         let page = params.number("page", 1..=u32::MAX)?;
-        let cursor = params.single("cursor")?;
-        let (window, after) = match cursor {
+        let (window, after) = match params.single("cursor")? {
             Some(text) => {
-                if page.is_some_and(|p| p > 1) {
-                    return Err(ApiError::bad(
-                        "conflicting_parameters",
-                        "page",
-                        "give `cursor` or `page`, not both",
-                    ));
-                }
-                let cursor = Cursor::decode(text).ok_or_else(|| {
-                    ApiError::bad(
-                        "invalid_cursor",
-                        "cursor",
-                        "`cursor` is not a cursor this API returned",
-                    )
-                })?;
-                if cursor.fingerprint != fingerprint || cursor.order != order {
-                    return Err(ApiError::bad(
-                        "cursor_mismatch",
-                        "cursor",
-                        "`cursor` belongs to a query with other filters; repeat the query's own parameters with it",
-                    ));
-                }
-                cursor.window.check(limits.max_range)?;
+                let cursor = continued_cursor(text, page, fingerprint, order, limits)?;
                 (cursor.window, Some(cursor.position))
             }
             None => (
@@ -418,23 +390,7 @@ impl EventQuery {
                 None,
             ),
         };
-        let offset = match page {
-            None | Some(1) => 0,
-            Some(p) => {
-                let offset = u64::from(p - 1) * u64::from(limit);
-                if offset > u64::from(limits.max_page_offset) {
-                    return Err(ApiError::bad(
-                        "page_too_deep",
-                        "page",
-                        format!(
-                            "`page` may skip at most {} rows; follow `next_cursor` instead",
-                            limits.max_page_offset
-                        ),
-                    ));
-                }
-                offset as u32
-            }
-        };
+        let offset = page_offset(page, limit, limits)?;
         Ok(EventQuery {
             services,
             window,
@@ -446,6 +402,90 @@ impl EventQuery {
             offset,
             fingerprint,
         })
+    }
+}
+
+/// What a cursor must match to continue a query: its filters and order
+/// (not `limit`, which may change between pages).
+fn fingerprint(
+    services: &[String],
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    order: Order,
+    metadata: &[MetadataFilter],
+    q: Option<&str>,
+) -> Fingerprint {
+    let micros = |t: Option<DateTime<Utc>>| {
+        t.map(|t| t.timestamp_micros().to_string())
+            .unwrap_or_default()
+    };
+    Fingerprint::of(&[
+        &services.join(","),
+        &micros(from),
+        &micros(to),
+        order.as_str(),
+        &metadata
+            .iter()
+            .map(|f| format!("{}={}", f.param, f.alternatives[0]))
+            .collect::<Vec<_>>()
+            .join("&"),
+        q.unwrap_or(""),
+    ])
+}
+
+/// The cursor `text` decoded, if it continues this query (same
+/// `fingerprint` and `order`, no `page` beyond the first, a window still
+/// within `MAX_QUERY_RANGE`).
+fn continued_cursor(
+    text: &str,
+    page: Option<u32>,
+    fingerprint: Fingerprint,
+    order: Order,
+    limits: &QueryLimits,
+) -> Result<Cursor, ApiError> {
+    if page.is_some_and(|p| p > 1) {
+        return Err(ApiError::bad(
+            "conflicting_parameters",
+            "page",
+            "give `cursor` or `page`, not both",
+        ));
+    }
+    let cursor = Cursor::decode(text).ok_or_else(|| {
+        ApiError::bad(
+            "invalid_cursor",
+            "cursor",
+            "`cursor` is not a cursor this API returned",
+        )
+    })?;
+    if cursor.fingerprint != fingerprint || cursor.order != order {
+        return Err(ApiError::bad(
+            "cursor_mismatch",
+            "cursor",
+            "`cursor` belongs to a query with other filters; repeat the query's own parameters with it",
+        ));
+    }
+    cursor.window.check(limits.max_range)?;
+    Ok(cursor)
+}
+
+/// The rows `page` skips, at most `MAX_PAGE_OFFSET`.
+fn page_offset(page: Option<u32>, limit: u32, limits: &QueryLimits) -> Result<u32, ApiError> {
+    match page {
+        None | Some(1) => Ok(0),
+        Some(p) => {
+            let offset = u64::from(p - 1) * u64::from(limit);
+            if offset > u64::from(limits.max_page_offset) {
+                return Err(ApiError::bad(
+                    "page_too_deep",
+                    "page",
+                    format!(
+                        "`page` may skip at most {} rows; follow `next_cursor` instead",
+                        limits.max_page_offset
+                    ),
+                ));
+            }
+            Ok(offset as u32)
+        }
     }
 }
 

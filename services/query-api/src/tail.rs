@@ -71,38 +71,7 @@ pub async fn tail(
         .map_err(|_| ApiError::TooManyTails)?;
     let mut conn = connect(&state).await?;
     let streams: Vec<String> = (0..state.shards).map(|s| state.keys.stream(s)).collect();
-    let mut positions = Vec::with_capacity(streams.len());
-    let mut gaps = Vec::new();
-    match resume_positions(&headers, streams.len()) {
-        Some(resume) => {
-            for (stream, after) in streams.iter().zip(resume) {
-                let lost = stream_stats::entries_lost_after(&mut conn, stream, after)
-                    .await
-                    .map_err(ApiError::from_redis)?;
-                if lost {
-                    gaps.push(json!({
-                        "stream": stream,
-                        "after": after.to_string(),
-                        // The entry after `after` was added no earlier.
-                        "missing_from": after
-                            .time()
-                            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-                    }));
-                }
-                positions.push(after.to_string());
-            }
-        }
-        None => {
-            // After each stream's newest entry (`0-0` when it is empty):
-            // exactly what is added from now on.
-            for stream in &streams {
-                let newest = stream_stats::newest_id(&mut conn, stream)
-                    .await
-                    .map_err(ApiError::from_redis)?;
-                positions.push(newest.unwrap_or_else(|| "0-0".to_owned()));
-            }
-        }
-    }
+    let (positions, gaps) = start_positions(&mut conn, &streams, &headers).await?;
     let (tx, rx) = mpsc::channel::<Event>(64);
     // Cannot fail: the channel is new and has room for both.
     let _ = tx.try_send(Event::default().comment("connected"));
@@ -133,6 +102,50 @@ pub async fn tail(
                 .text("heartbeat"),
         )
         .into_response())
+}
+
+/// Where the tail starts in each of `streams`: after the `Last-Event-ID`
+/// the client resumes from, or after each stream's newest entry. With the
+/// shards where entries after a resumed position may have been trimmed
+/// (the `gap` event's list).
+async fn start_positions(
+    conn: &mut MultiplexedConnection,
+    streams: &[String],
+    headers: &HeaderMap,
+) -> Result<(Vec<String>, Vec<serde_json::Value>), ApiError> {
+    let mut positions = Vec::with_capacity(streams.len());
+    let mut gaps = Vec::new();
+    match resume_positions(headers, streams.len()) {
+        Some(resume) => {
+            for (stream, after) in streams.iter().zip(resume) {
+                let lost = stream_stats::entries_lost_after(conn, stream, after)
+                    .await
+                    .map_err(ApiError::from_redis)?;
+                if lost {
+                    gaps.push(json!({
+                        "stream": stream,
+                        "after": after.to_string(),
+                        // The entry after `after` was added no earlier.
+                        "missing_from": after
+                            .time()
+                            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+                    }));
+                }
+                positions.push(after.to_string());
+            }
+        }
+        None => {
+            // After each stream's newest entry (`0-0` when it is empty):
+            // exactly what is added from now on.
+            for stream in streams {
+                let newest = stream_stats::newest_id(conn, stream)
+                    .await
+                    .map_err(ApiError::from_redis)?;
+                positions.push(newest.unwrap_or_else(|| "0-0".to_owned()));
+            }
+        }
+    }
+    Ok((positions, gaps))
 }
 
 /// The positions a `Last-Event-ID` names, one per shard; None when there is

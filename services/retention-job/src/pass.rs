@@ -23,7 +23,7 @@ use crate::expire::{self, ExpireError, Expiry};
 use crate::job_lock::JobLock;
 use crate::metrics::Metrics;
 use crate::partitions::{self, DdlError, DdlSettings};
-use crate::policy::{self, RetentionPolicy};
+use crate::policy::{self, PartitionFates, RetentionClass, RetentionPolicy};
 use crate::report::{MovedDay, Outcome, RunReport, TableExpiry};
 use crate::run_record;
 
@@ -169,21 +169,45 @@ impl Job {
         }
     }
 
+    /// Steps 1–3 of a pass, in order; a dry run reports what each would do
+    /// and changes nothing.
     async fn steps(
         &self,
         conn: &mut PgConnection,
         report: &mut RunReport,
         shutdown: &CancellationToken,
     ) -> Result<(), PassError> {
+        let today = report.now.date_naive();
+        let (existing, default) = self.create_partitions(conn, report, shutdown).await?;
+        let fates = self
+            .drop_partitions(conn, report, shutdown, existing)
+            .await?;
+        for class in self.policy.classes() {
+            let tables = default
+                .iter()
+                .map(String::as_str)
+                .chain(policy::partitions_expired_for(&fates.keep, &class, today));
+            self.expire_rows(conn, report, shutdown, &class, tables)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Step 1: the coming days' partitions, and past days inside the window
+    /// whose rows sit in the default partition (found first, so the rows the
+    /// first creation moves are counted too). Returns the partitions that
+    /// existed before, and the default partition if there is one.
+    async fn create_partitions(
+        &self,
+        conn: &mut PgConnection,
+        report: &mut RunReport,
+        shutdown: &CancellationToken,
+    ) -> Result<(Vec<(String, NaiveDate)>, Option<String>), PassError> {
         let dry = self.args.dry_run;
         let ddl = self.ddl();
         let today = report.now.date_naive();
         let horizon = today + Days::new(u64::from(self.args.precreate_days));
         let first_kept = self.policy.first_kept_partition_day(today);
-
-        // 1. The coming days' partitions, and past days inside the window
-        //    whose rows sit in the default partition (found first, so the
-        //    rows the first creation moves are counted too).
         let existing = schema::list_partitions(&self.pool)
             .await
             .map_err(PassError::List)?;
@@ -217,10 +241,24 @@ impl Job {
                 rows: rows.max(0) as u64,
             });
         }
+        Ok((existing, default))
+    }
 
-        // 2. Partitions past the longest retention, and any a dead pass
-        //    detached without dropping. (A dry run sees only the partitions
-        //    that exist: the ones it would create hold nothing to expire.)
+    /// Step 2: partitions past the longest retention, and any a dead pass
+    /// detached without dropping. (A dry run sees only the partitions that
+    /// `existing` holds: the ones it would create hold nothing to expire.)
+    /// Returns the attached partitions by fate.
+    async fn drop_partitions(
+        &self,
+        conn: &mut PgConnection,
+        report: &mut RunReport,
+        shutdown: &CancellationToken,
+        existing: Vec<(String, NaiveDate)>,
+    ) -> Result<PartitionFates, PassError> {
+        let dry = self.args.dry_run;
+        let ddl = self.ddl();
+        let today = report.now.date_naive();
+        let first_kept = self.policy.first_kept_partition_day(today);
         let attached = if dry {
             existing
         } else {
@@ -243,57 +281,57 @@ impl Job {
             }
             report.partitions_dropped.push(name.clone());
         }
+        Ok(fates)
+    }
 
-        // 3. Rows each class has expired: in the default partition, and in
-        //    the kept partitions it has expired whole.
-        for class in self.policy.classes() {
-            let cutoff = class.cutoff(today);
-            let tables = default
-                .iter()
-                .map(String::as_str)
-                .chain(policy::partitions_expired_for(&fates.keep, &class, today));
-            for table in tables {
-                if shutdown.is_cancelled() {
-                    return Err(ExpireError::Interrupted.into());
-                }
-                let expiry = Expiry {
-                    table,
-                    services: &class.services,
-                    cutoff,
-                    chunk_rows: self.args.delete_chunk_rows,
-                    pause: self.args.delete_pause,
-                };
-                let rows = if dry {
-                    expire::count_events(conn, &expiry).await?
-                } else {
-                    let deleted = &mut report.rows_deleted;
-                    expire::delete_events(conn, &expiry, shutdown, |n| *deleted += n).await?
-                };
-                if dry {
-                    report.rows_deleted += rows;
-                }
-                if rows > 0 {
-                    report.expiries.push(TableExpiry {
-                        table: table.to_owned(),
-                        class: class.label().to_owned(),
-                        cutoff,
-                        rows,
-                    });
-                }
+    /// Step 3, for one class: the rows it has expired in `tables` (the
+    /// default partition, and the kept partitions it has expired whole),
+    /// then its expired hourly counts.
+    async fn expire_rows(
+        &self,
+        conn: &mut PgConnection,
+        report: &mut RunReport,
+        shutdown: &CancellationToken,
+        class: &RetentionClass,
+        tables: impl Iterator<Item = &str>,
+    ) -> Result<(), PassError> {
+        let dry = self.args.dry_run;
+        let cutoff = class.cutoff(report.now.date_naive());
+        let expiry = |table| Expiry {
+            table,
+            services: &class.services,
+            cutoff,
+            chunk_rows: self.args.delete_chunk_rows,
+            pause: self.args.delete_pause,
+        };
+        for table in tables {
+            if shutdown.is_cancelled() {
+                return Err(ExpireError::Interrupted.into());
             }
-            let expiry = Expiry {
-                table: "event_counts",
-                services: &class.services,
-                cutoff,
-                chunk_rows: self.args.delete_chunk_rows,
-                pause: self.args.delete_pause,
-            };
-            report.counts_deleted += if dry {
-                expire::count_counts(conn, &expiry).await?
+            let rows = if dry {
+                expire::count_events(conn, &expiry(table)).await?
             } else {
-                expire::delete_counts(conn, &expiry, shutdown).await?
+                let deleted = &mut report.rows_deleted;
+                expire::delete_events(conn, &expiry(table), shutdown, |n| *deleted += n).await?
             };
+            if dry {
+                report.rows_deleted += rows;
+            }
+            if rows > 0 {
+                report.expiries.push(TableExpiry {
+                    table: table.to_owned(),
+                    class: class.label().to_owned(),
+                    cutoff,
+                    rows,
+                });
+            }
         }
+        let counts = expiry("event_counts");
+        report.counts_deleted += if dry {
+            expire::count_counts(conn, &counts).await?
+        } else {
+            expire::delete_counts(conn, &counts, shutdown).await?
+        };
         Ok(())
     }
 }

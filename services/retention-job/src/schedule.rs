@@ -38,6 +38,9 @@ pub enum ScheduleError {
     Serve(#[from] std::io::Error),
 }
 
+/// The last pass's summary, shown by `/health/details`.
+type LastPass = Arc<Mutex<Value>>;
+
 /// Runs passes on `cron` and serves the health routes on `listener` until
 /// `shutdown` fires.
 pub async fn run(
@@ -53,44 +56,9 @@ pub async fn run(
     }
     let job = Arc::new(job);
     let tracker = TaskTracker::new();
-    let last_pass = Arc::new(Mutex::new(Value::Null));
+    let last_pass: LastPass = Arc::new(Mutex::new(Value::Null));
 
-    let cron_job = {
-        let (job, tracker, last_pass, shutdown) = (
-            job.clone(),
-            tracker.clone(),
-            last_pass.clone(),
-            shutdown.clone(),
-        );
-        tokio_cron_scheduler::Job::new_async(cron.as_str(), move |_, _| {
-            let (job, last_pass, shutdown) = (job.clone(), last_pass.clone(), shutdown.clone());
-            if !shutdown.is_cancelled() {
-                tracker.spawn(async move {
-                    let summary = match job.run_pass(job.now(), &shutdown).await {
-                        Ok(report) => json!({
-                            "outcome": if report.outcome == Outcome::Skipped { "skipped" } else { "success" },
-                            "run_id": report.run_id,
-                            "dry_run": report.dry_run,
-                            "partitions_created": report.partitions_created.len(),
-                            "partitions_dropped": report.partitions_dropped.len(),
-                            "rows_deleted": report.rows_deleted,
-                            "finished_at": chrono::Utc::now(),
-                        }),
-                        // Already logged and recorded by the pass.
-                        Err(e) => json!({
-                            "outcome": "failed",
-                            "error": e.to_string(),
-                            "finished_at": chrono::Utc::now(),
-                        }),
-                    };
-                    if let Ok(mut last) = last_pass.lock() {
-                        *last = summary;
-                    }
-                });
-            }
-            Box::pin(async {})
-        })?
-    };
+    let cron_job = cron_job(cron, &job, &tracker, &last_pass, &shutdown)?;
     let mut scheduler = JobScheduler::new().await?;
     let job_id = scheduler.add(cron_job).await?;
     scheduler.start().await?;
@@ -138,4 +106,54 @@ pub async fn run(
     tracing::info!(component = crate::COMPONENT, "stopped");
     stopped?;
     Ok(())
+}
+
+/// The scheduled job: each tick runs a pass in a task of `tracker` (none
+/// once `shutdown` has fired) and keeps its summary in `last_pass`.
+fn cron_job(
+    cron: &CronSchedule,
+    job: &Arc<Job>,
+    tracker: &TaskTracker,
+    last_pass: &LastPass,
+    shutdown: &CancellationToken,
+) -> Result<tokio_cron_scheduler::Job, JobSchedulerError> {
+    let (job, tracker, last_pass, shutdown) = (
+        job.clone(),
+        tracker.clone(),
+        last_pass.clone(),
+        shutdown.clone(),
+    );
+    tokio_cron_scheduler::Job::new_async(cron.as_str(), move |_, _| {
+        let (job, last_pass, shutdown) = (job.clone(), last_pass.clone(), shutdown.clone());
+        if !shutdown.is_cancelled() {
+            tracker.spawn(async move {
+                let summary = pass_summary(&job, &shutdown).await;
+                if let Ok(mut last) = last_pass.lock() {
+                    *last = summary;
+                }
+            });
+        }
+        Box::pin(async {})
+    })
+}
+
+/// Runs one pass now; its summary.
+async fn pass_summary(job: &Job, shutdown: &CancellationToken) -> Value {
+    match job.run_pass(job.now(), shutdown).await {
+        Ok(report) => json!({
+            "outcome": if report.outcome == Outcome::Skipped { "skipped" } else { "success" },
+            "run_id": report.run_id,
+            "dry_run": report.dry_run,
+            "partitions_created": report.partitions_created.len(),
+            "partitions_dropped": report.partitions_dropped.len(),
+            "rows_deleted": report.rows_deleted,
+            "finished_at": chrono::Utc::now(),
+        }),
+        // Already logged and recorded by the pass.
+        Err(e) => json!({
+            "outcome": "failed",
+            "error": e.to_string(),
+            "finished_at": chrono::Utc::now(),
+        }),
+    }
 }
