@@ -12,7 +12,8 @@
 //! - [`backlog`]: stream length polling and the high-water mark;
 //! - [`rate_limit`]: local token buckets reconciled through Redis;
 //! - [`metrics`]: the `eventline_ingest_*` metrics;
-//! - [`fuzz_checks`]: the properties the fuzz targets check, replayed by tests.
+//! - `fuzz_checks` (feature `fuzzing` only): the properties the fuzz targets
+//!   check, replayed by tests.
 
 pub mod app;
 pub mod backlog;
@@ -20,6 +21,7 @@ pub mod batch;
 pub mod body;
 pub mod config;
 pub mod error;
+#[cfg(feature = "fuzzing")]
 pub mod fuzz_checks;
 pub mod metrics;
 pub mod otlp;

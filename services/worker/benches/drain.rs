@@ -12,8 +12,12 @@
 //! defaults to the worker's `MAX_IN_FLIGHT_BATCHES`) or
 //! `insert:<method>:<batch size>` (the insert path alone, no Redis) (default
 //! `fast:1:2500,fast:2:2500,unnest:1:2500,fast:1:2500`). `<method>` is `fast`
-//! (fresh batches `COPY`ed straight into `events`, the default worker), or
-//! `unnest` / `copy` (every batch through that guarded `INSERT_METHOD`). Each
+//! (fresh batches `COPY`ed straight into `events`, the default worker) or
+//! `unnest` (every batch through the guarded path, `COPY_FRESH_BATCHES=false`);
+//! `insert:` runs also take `copy`, the guarded path through a staging table
+//! (`COPY` into it, then `INSERT … SELECT … ON CONFLICT DO NOTHING`), which
+//! ADR 0010 measured against `unnest`: it lives here ([`staging_copy`]), not
+//! in the worker. Each
 //! run gets a fresh database and a fresh stream; the bare COPY runs first and
 //! last, and every rate is also printed as a ratio to their mean. On a busy
 //! machine `BENCH_COPY_EACH=1` also runs a bare COPY just before each run and
@@ -97,12 +101,10 @@ async fn bare_copy(events: &[EnrichedEvent]) -> f64 {
 /// The insert path alone (no Redis): `batch_insert::insert` of every row,
 /// `batch` rows per transaction, one after the other on one connection.
 async fn insert_only(events: &[EnrichedEvent], method: &str, batch: usize) -> f64 {
-    use clap::ValueEnum;
-    let (method, fresh) = match method {
-        "fast" => ("unnest", true),
-        other => (other, false),
-    };
-    let method = worker::config::InsertMethod::from_str(method, true).expect("copy or unnest");
+    assert!(
+        matches!(method, "fast" | "unnest" | "copy"),
+        "insert method {method:?} is fast, unnest or copy"
+    );
     let db = TestDatabase::migrated().await;
     let today = Utc::now().date_naive();
     eventline_shared::schema::ensure_partitions(&db.pool, today.pred_opt().unwrap_or(today), today)
@@ -111,15 +113,17 @@ async fn insert_only(events: &[EnrichedEvent], method: &str, batch: usize) -> f6
     let rows: Vec<EventRow> = events.iter().map(|e| EventRow::new(e.as_ref())).collect();
     let start = Instant::now();
     for chunk in rows.chunks(batch) {
-        let n = if fresh {
-            let n = worker::batch_insert::insert_fresh(&db.pool, method, chunk).await;
-            let n = n.expect("insert");
-            assert!(!n.fell_back);
-            n.rows
-        } else {
-            worker::batch_insert::insert(&db.pool, method, chunk)
+        let n = match method {
+            "fast" => {
+                let n = worker::batch_insert::insert_fresh(&db.pool, chunk).await;
+                let n = n.expect("insert");
+                assert!(!n.fell_back);
+                n.rows
+            }
+            "unnest" => worker::batch_insert::insert(&db.pool, chunk)
                 .await
-                .expect("insert")
+                .expect("insert"),
+            _ => staging_copy::insert(&db.pool, chunk).await,
         };
         assert_eq!(n as usize, chunk.len());
     }
@@ -150,13 +154,12 @@ async fn drain(
     let start = Instant::now();
     for w in 0..workers {
         let name = format!("bench-{w}");
-        let (method, fresh) = match method {
-            "fast" => ("unnest", "true"),
-            other => (other, "false"),
+        let fresh = match method {
+            "fast" => "true",
+            "unnest" => "false",
+            other => panic!("drain method {other:?} is fast or unnest (copy: insert:copy:<batch>)"),
         };
         let mut config = config(&[
-            "--insert-method",
-            method,
             "--copy-fresh-batches",
             fresh,
             "--batch-size",
@@ -330,5 +333,51 @@ async fn main() {
             ),
             None => println!("  {run:<18} {rate:>9.0} events/s  {:.2}", rate / baseline),
         }
+    }
+}
+
+/// The guarded path through a staging table, kept to repeat ADR 0010's
+/// comparison with the worker's `unnest`: `COPY … FORMAT binary` into a
+/// temporary table, then `INSERT … SELECT … ON CONFLICT DO NOTHING`, the
+/// inserted rows counted into the rollup, in one transaction.
+mod staging_copy {
+    use sqlx::PgPool;
+    use worker::copy_binary::{self, EventRow};
+
+    /// One per session (temporary), emptied at every commit. Notices
+    /// ("already exists, skipping") are silenced.
+    const STAGING: &str = "SET LOCAL client_min_messages = warning; \
+        CREATE TEMP TABLE IF NOT EXISTS eventline_staging \
+        (LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS";
+
+    /// Must list [`copy_binary::COLUMNS`] in its order (checked before use).
+    const COPY: &str = "COPY eventline_staging (id, dedup_key, event_id, service, message, metadata, ts, ingested_at) FROM STDIN (FORMAT binary)";
+
+    /// Rows from the staging table into `events`: the worker's guarded
+    /// statement, the rows read from the staging table.
+    const INSERT_FROM_STAGING: &str = worker::guarded_insert_sql!(
+        "SELECT id, dedup_key, event_id, service, message, metadata, ts, ingested_at
+      FROM eventline_staging"
+    );
+
+    /// Inserts `rows` and commits; how many were new.
+    pub async fn insert(pool: &PgPool, rows: &[EventRow<'_>]) -> u64 {
+        assert!(COPY.contains(&format!("({})", copy_binary::COLUMNS)));
+        let mut tx = pool.begin().await.expect("BEGIN");
+        sqlx::raw_sql(STAGING)
+            .execute(&mut *tx)
+            .await
+            .expect("staging table");
+        let mut copy = tx.copy_in_raw(COPY).await.expect("COPY starts");
+        copy.send(copy_binary::encode(rows))
+            .await
+            .expect("COPY data");
+        copy.finish().await.expect("COPY ends");
+        let inserted: i64 = sqlx::query_scalar(INSERT_FROM_STAGING)
+            .fetch_one(&mut *tx)
+            .await
+            .expect("INSERT … SELECT");
+        tx.commit().await.expect("COMMIT");
+        u64::try_from(inserted).unwrap_or(0)
     }
 }

@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use eventline_shared::redis_keys::CONSUMER_GROUP;
 use eventline_shared::stream_codec::{self, FIELD_EVENT, FIELD_VERSION};
 use tokio::time::Instant;
+use uuid::Uuid;
 
 use crate::batch_insert::{self, InsertError, Inserted};
 use crate::copy_binary::EventRow;
@@ -44,6 +45,23 @@ pub struct Batch {
     pub entries: Vec<Entry>,
 }
 
+/// What the steps have decided for a batch's entries so far.
+struct Verdicts<'a> {
+    /// Entries done with: stored, duplicates, gone from the stream, or
+    /// dead-lettered (pushed only once their dead letter is written).
+    ack: Vec<&'a str>,
+    /// Entries to move to the dead-letter stream, with why.
+    letters: Vec<DeadLetter<'a>>,
+}
+
+/// The rows whose dedup claims this batch holds, ready for the insert.
+struct Claimed<'a> {
+    rows: Vec<EventRow<'a>>,
+    /// For each row, the index of the entry it came from.
+    row_entry: Vec<usize>,
+    kind: Rows,
+}
+
 /// Processes `batch` to the end: every entry is acked when this returns,
 /// unless the process stops first.
 pub async fn process(state: &State, batch: Batch) {
@@ -51,11 +69,55 @@ pub async fn process(state: &State, batch: Batch) {
     state.metrics.batch_size.observe(entries.len() as f64);
     let started = Utc::now();
     let heartbeat = Heartbeat::new(state, &stream, &entries);
+    if run_steps(state, &heartbeat, &stream, &entries, started)
+        .await
+        .is_none()
+    {
+        left_pending(&stream, entries.len());
+    }
+}
 
-    let mut ack: Vec<&str> = Vec::with_capacity(entries.len());
-    let mut letters: Vec<DeadLetter<'_>> = Vec::new();
-    // Decoded events, and the index of the entry each came from.
-    let mut decoded: Vec<(usize, EventRow<'_>)> = Vec::with_capacity(entries.len());
+/// Steps 2–6 in order; `None` when the worker stopped while one kept failing.
+async fn run_steps(
+    state: &State,
+    heartbeat: &Heartbeat<'_>,
+    stream: &str,
+    entries: &[Entry],
+    started: DateTime<Utc>,
+) -> Option<()> {
+    let mut verdicts = Verdicts {
+        ack: Vec::with_capacity(entries.len()),
+        letters: Vec::new(),
+    };
+    let decoded = decode(state, stream, entries, started, &mut verdicts);
+
+    // Step 2: the dedup claims.
+    let claimed = claim(state, entries, decoded, &mut verdicts).await?;
+    failpoint::hit("after_claim");
+
+    // Step 3: the insert; rows PostgreSQL refuses come back one by one.
+    let refused = insert_bisecting(state, heartbeat, &claimed.rows, claimed.kind).await?;
+    failpoint::hit("after_commit");
+    let release = sort_inserted(stream, entries, &claimed, refused, started, &mut verdicts);
+
+    // Step 6: dead letters before their acks.
+    dead_letter_all(state, stream, &mut verdicts, &release).await?;
+
+    // Step 4: XACK, only now.
+    xack(state, stream, &verdicts.ack).await
+}
+
+/// Decodes the entries that can still be stored; the rest go to `verdicts`
+/// (deleted from the stream: acked; over `MAX_DELIVERIES` or undecodable:
+/// dead-lettered). Returns each decoded event with its entry's index.
+fn decode<'a>(
+    state: &State,
+    stream: &str,
+    entries: &'a [Entry],
+    started: DateTime<Utc>,
+    verdicts: &mut Verdicts<'a>,
+) -> Vec<(usize, EventRow<'a>)> {
+    let mut decoded = Vec::with_capacity(entries.len());
     for (i, entry) in entries.iter().enumerate() {
         if entry.deliveries > 1 {
             state.metrics.redeliveries.inc();
@@ -67,9 +129,9 @@ pub async fn process(state: &State, batch: Batch) {
                 id = entry.id,
                 "pending entry no longer in the stream; acking it"
             );
-            ack.push(&entry.id);
+            verdicts.ack.push(&entry.id);
         } else if entry.deliveries > state.config.max_deliveries {
-            letters.push(DeadLetter {
+            verdicts.letters.push(DeadLetter {
                 entry,
                 reason: DeadLetterReason::MaxDeliveries,
                 error: format!(
@@ -83,7 +145,7 @@ pub async fn process(state: &State, batch: Batch) {
         } else {
             match stream_codec::decode_ref(entry.field(FIELD_VERSION), entry.field(FIELD_EVENT)) {
                 Ok(event) => decoded.push((i, EventRow::new(event))),
-                Err(e) => letters.push(DeadLetter {
+                Err(e) => verdicts.letters.push(DeadLetter {
                     entry,
                     reason: DeadLetterReason::Decode,
                     error: e.to_string(),
@@ -92,50 +154,68 @@ pub async fn process(state: &State, batch: Batch) {
             }
         }
     }
+    decoded
+}
 
-    // Step 2: the dedup claims.
+/// Step 2: claims the decoded rows' dedup keys. Duplicates of an entry that
+/// holds the claim are acked; the rest are kept for the insert. `None` when
+/// the worker stopped while Redis kept failing.
+async fn claim<'a>(
+    state: &State,
+    entries: &'a [Entry],
+    decoded: Vec<(usize, EventRow<'a>)>,
+    verdicts: &mut Verdicts<'a>,
+) -> Option<Claimed<'a>> {
     let keys: Vec<_> = decoded
         .iter()
         .map(|(i, row)| (row.dedup_key, entries[*i].id.as_str()))
         .collect();
-    let Some(claims) = redis_retrying(state, "dedup claim", || dedup::claim(state, &keys)).await
-    else {
-        return left_pending(&stream, entries.len());
-    };
-    let mut rows = Vec::with_capacity(decoded.len());
-    let mut row_entry = Vec::with_capacity(decoded.len());
-    // Fresh unless some row is a redelivery of our own claim, whose earlier
-    // delivery may have committed it.
-    let mut kind = if state.config.copy_fresh_batches {
-        Rows::Fresh
-    } else {
-        Rows::MayExist
+    let claims = redis_retrying(state, "dedup claim", || dedup::claim(state, &keys)).await?;
+    let mut claimed = Claimed {
+        rows: Vec::with_capacity(decoded.len()),
+        row_entry: Vec::with_capacity(decoded.len()),
+        // Fresh unless some row is a redelivery of our own claim, whose
+        // earlier delivery may have committed it.
+        kind: if state.config.copy_fresh_batches {
+            Rows::Fresh
+        } else {
+            Rows::MayExist
+        },
     };
     for ((i, row), claim) in decoded.into_iter().zip(claims) {
         match claim {
             Claim::Duplicate => {
                 state.metrics.duplicates_claim.inc();
-                ack.push(&entries[i].id);
+                verdicts.ack.push(&entries[i].id);
             }
             Claim::OwnRedelivery | Claim::Claimed => {
                 if claim == Claim::OwnRedelivery {
-                    kind = Rows::MayExist;
+                    claimed.kind = Rows::MayExist;
                     if entries[i].deliveries <= 1 {
                         state.metrics.redeliveries.inc();
                     }
                 }
-                row_entry.push(i);
-                rows.push(row);
+                claimed.row_entry.push(i);
+                claimed.rows.push(row);
             }
         }
     }
-    failpoint::hit("after_claim");
+    Some(claimed)
+}
 
-    // Step 3: the insert; rows PostgreSQL refuses come back one by one.
-    let Some(refused) = insert_bisecting(state, &heartbeat, &rows, kind).await else {
-        return left_pending(&stream, entries.len());
-    };
-    failpoint::hit("after_commit");
+/// After the insert: refused rows become dead letters, the stored ones are
+/// to be acked. Returns the refused rows' dedup claims, to release.
+fn sort_inserted<'a>(
+    stream: &str,
+    entries: &'a [Entry],
+    claimed: &Claimed<'a>,
+    refused: Vec<(usize, String)>,
+    started: DateTime<Utc>,
+    verdicts: &mut Verdicts<'a>,
+) -> Vec<(Uuid, &'a str)> {
+    let Claimed {
+        rows, row_entry, ..
+    } = claimed;
     let mut refused_rows = vec![false; rows.len()];
     let mut release = Vec::with_capacity(refused.len());
     for (r, error) in refused {
@@ -149,77 +229,82 @@ pub async fn process(state: &State, batch: Batch) {
             "event refused by PostgreSQL; dead-lettering it"
         );
         release.push((rows[r].dedup_key, entry.id.as_str()));
-        letters.push(DeadLetter {
+        verdicts.letters.push(DeadLetter {
             entry,
             reason: DeadLetterReason::Data,
             error,
             first_failure: started,
         });
     }
-    ack.extend(
+    verdicts.ack.extend(
         row_entry
             .iter()
             .zip(&refused_rows)
             .filter(|(_, refused)| !**refused)
             .map(|(i, _)| entries[*i].id.as_str()),
     );
+    release
+}
 
-    // Step 6: dead letters before their acks.
-    if !letters.is_empty() {
-        if redis_retrying(state, "dead-letter", || {
-            dead_letter::send(state, &stream, &letters)
-        })
-        .await
-        .is_none()
-        {
-            return left_pending(&stream, entries.len());
+/// Step 6: writes the dead letters, then marks them to be acked and
+/// releases the refused rows' claims (not stored, so a later retry of the
+/// same event must be able to claim). `None` when the worker stopped while
+/// Redis kept failing.
+async fn dead_letter_all<'a>(
+    state: &State,
+    stream: &str,
+    verdicts: &mut Verdicts<'a>,
+    release: &[(Uuid, &str)],
+) -> Option<()> {
+    if verdicts.letters.is_empty() {
+        return Some(());
+    }
+    let letters = &verdicts.letters;
+    redis_retrying(state, "dead-letter", || {
+        dead_letter::send(state, stream, letters)
+    })
+    .await?;
+    for letter in &verdicts.letters {
+        state.metrics.dead_lettered(letter.reason).inc();
+        if letter.reason != DeadLetterReason::Data {
+            // The request that sent it, when the payload still decodes
+            // (the refused rows' line above has it already).
+            let event = stream_codec::decode_ref(
+                letter.entry.field(FIELD_VERSION),
+                letter.entry.field(FIELD_EVENT),
+            )
+            .ok();
+            tracing::warn!(
+                stream,
+                id = letter.entry.id,
+                request_id = event.as_ref().and_then(|e| e.request_id),
+                reason = letter.reason.as_str(),
+                error = letter.error,
+                "entry dead-lettered"
+            );
         }
-        for letter in &letters {
-            state.metrics.dead_lettered(letter.reason).inc();
-            if letter.reason != DeadLetterReason::Data {
-                // The request that sent it, when the payload still decodes
-                // (the refused rows' line above has it already).
-                let event = stream_codec::decode_ref(
-                    letter.entry.field(FIELD_VERSION),
-                    letter.entry.field(FIELD_EVENT),
-                )
-                .ok();
-                tracing::warn!(
-                    stream,
-                    id = letter.entry.id,
-                    request_id = event.as_ref().and_then(|e| e.request_id),
-                    reason = letter.reason.as_str(),
-                    error = letter.error,
-                    "entry dead-lettered"
-                );
-            }
-            ack.push(&letter.entry.id);
-        }
-        // Not stored, so a later retry of the same event must be able to claim.
-        if redis_retrying(state, "dedup release", || dedup::release(state, &release))
+        verdicts.ack.push(&letter.entry.id);
+    }
+    redis_retrying(state, "dedup release", || dedup::release(state, release)).await
+}
+
+/// Step 4: `XACK`s `ack`. `None` when the worker stopped while Redis kept
+/// failing.
+async fn xack(state: &State, stream: &str, ack: &[&str]) -> Option<()> {
+    if ack.is_empty() {
+        return Some(());
+    }
+    redis_retrying(state, "XACK", || async {
+        let mut conn = state.redis_conn().await?;
+        redis::cmd("XACK")
+            .arg(stream)
+            .arg(CONSUMER_GROUP)
+            .arg(ack)
+            .query_async::<i64>(&mut conn)
             .await
-            .is_none()
-        {
-            return left_pending(&stream, entries.len());
-        }
-    }
-
-    // Step 4: XACK, only now.
-    if !ack.is_empty() {
-        let acked = redis_retrying(state, "XACK", || async {
-            let mut conn = state.redis_conn().await?;
-            redis::cmd("XACK")
-                .arg(&stream)
-                .arg(CONSUMER_GROUP)
-                .arg(&ack)
-                .query_async::<i64>(&mut conn)
-                .await
-        })
-        .await;
-        if acked.is_none() {
-            left_pending(&stream, entries.len());
-        }
-    }
+    })
+    .await
+    .map(drop)
 }
 
 /// A batch given up because the worker is stopping: its entries stay
@@ -306,10 +391,9 @@ async fn insert_retrying(
             () = state.stopping.cancelled() => return Err(Halt::Stopping),
         }
         let start = Instant::now();
-        let method = state.config.insert_method;
         let result = match kind {
-            Rows::Fresh => batch_insert::insert_fresh(&state.pg, method, rows).await,
-            Rows::MayExist => batch_insert::insert(&state.pg, method, rows)
+            Rows::Fresh => batch_insert::insert_fresh(&state.pg, rows).await,
+            Rows::MayExist => batch_insert::insert(&state.pg, rows)
                 .await
                 .map(|rows| Inserted {
                     rows,

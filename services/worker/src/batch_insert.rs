@@ -6,7 +6,9 @@
 //!
 //! - the **guarded** path, for any batch that may hold rows already stored:
 //!   `ON CONFLICT DO NOTHING` on the events' unique key (the final guard
-//!   against duplicates), the rollup fed by the insert's `RETURNING`;
+//!   against duplicates), the rows bound as arrays (`unnest`), the rollup fed
+//!   by the insert's `RETURNING` (the staging-table `COPY` it was measured
+//!   against lives in the drain bench, `benches/drain.rs`);
 //! - the **fresh** path, for a batch whose every entry was freshly claimed in
 //!   Redis (none is a redelivery of our own claim): `COPY … FORMAT binary`
 //!   straight into `events`, no conflict guard, and the rollup computed here
@@ -27,7 +29,6 @@ use chrono::{DateTime, Utc};
 use eventline_shared::schema::rollup_hour;
 use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::config::InsertMethod;
 use crate::copy_binary::{self, EventRow};
 use crate::failpoint;
 
@@ -72,15 +73,6 @@ fn is_data_error(e: &sqlx::Error) -> bool {
     }
 }
 
-/// The staging table of the `COPY` method: one per session (temporary), emptied
-/// at every commit. Notices ("already exists, skipping") are silenced.
-const STAGING: &str = "SET LOCAL client_min_messages = warning; \
-    CREATE TEMP TABLE IF NOT EXISTS eventline_staging \
-    (LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS";
-
-/// Must list [`copy_binary::COLUMNS`] in its order (checked by a test).
-const COPY: &str = "COPY eventline_staging (id, dedup_key, event_id, service, message, metadata, ts, ingested_at) FROM STDIN (FORMAT binary)";
-
 /// The fresh path's `COPY`, straight into `events` (no conflict guard: a row
 /// that exists fails it with 23505). Must list [`copy_binary::COLUMNS`].
 const COPY_EVENTS: &str = "COPY events (id, dedup_key, event_id, service, message, metadata, ts, ingested_at) FROM STDIN (FORMAT binary)";
@@ -95,14 +87,23 @@ SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::bigint[])
  ORDER BY 1, 2
 ON CONFLICT (service, hour) DO UPDATE SET count = event_counts.count + EXCLUDED.count";
 
-/// Rows from the staging table into `events`, the inserted ones counted into
-/// the rollup. Rollup rows are written in (service, hour) order so concurrent
-/// workers lock them in the same order and never deadlock.
-const INSERT_FROM_STAGING: &str = "
+/// The guarded path's statement for the rows `SELECT`ed by `$rows` (a string
+/// literal listing the eight columns of `events` in their order): the rows
+/// into `events` (`ON CONFLICT DO NOTHING`), the inserted ones counted into
+/// the rollup, and their count returned. Rollup rows are written in
+/// (service, hour) order so concurrent workers lock them in the same order
+/// and never deadlock. (A macro so the drain bench's staging-table variant
+/// is the same statement.)
+#[macro_export]
+macro_rules! guarded_insert_sql {
+    ($rows:literal) => {
+        concat!(
+            "
 WITH ins AS (
     INSERT INTO events (id, dedup_key, event_id, service, message, metadata, ts, ingested_at)
-    SELECT id, dedup_key, event_id, service, message, metadata, ts, ingested_at
-      FROM eventline_staging
+    ",
+            $rows,
+            "
     ON CONFLICT DO NOTHING
     RETURNING service, ts
 ), rollup AS (
@@ -111,23 +112,16 @@ WITH ins AS (
      GROUP BY 1, 2 ORDER BY 1, 2
     ON CONFLICT (service, hour) DO UPDATE SET count = event_counts.count + EXCLUDED.count
 )
-SELECT count(*) FROM ins";
+SELECT count(*) FROM ins"
+        )
+    };
+}
 
-/// The same as [`INSERT_FROM_STAGING`] from bound arrays.
-const INSERT_UNNEST: &str = "
-WITH ins AS (
-    INSERT INTO events (id, dedup_key, event_id, service, message, metadata, ts, ingested_at)
-    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
-                         $6::text[]::jsonb[], $7::timestamptz[], $8::timestamptz[])
-    ON CONFLICT DO NOTHING
-    RETURNING service, ts
-), rollup AS (
-    INSERT INTO event_counts (service, hour, count)
-    SELECT service, date_trunc('hour', ts, 'UTC'), count(*) FROM ins
-     GROUP BY 1, 2 ORDER BY 1, 2
-    ON CONFLICT (service, hour) DO UPDATE SET count = event_counts.count + EXCLUDED.count
-)
-SELECT count(*) FROM ins";
+/// The guarded path from bound arrays.
+const INSERT_UNNEST: &str = guarded_insert_sql!(
+    "SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
+                         $6::text[]::jsonb[], $7::timestamptz[], $8::timestamptz[])"
+);
 
 /// What one [`insert_fresh`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,17 +135,10 @@ pub struct Inserted {
 /// Inserts `rows`, which may already be stored, on the guarded path and
 /// commits; returns how many were new (the rest already existed). Nothing is
 /// committed when it fails.
-pub async fn insert(
-    pool: &PgPool,
-    method: InsertMethod,
-    rows: &[EventRow<'_>],
-) -> Result<u64, InsertError> {
+pub async fn insert(pool: &PgPool, rows: &[EventRow<'_>]) -> Result<u64, InsertError> {
     let mut tx = pool.begin().await?;
     failpoint::hit("before_insert");
-    let inserted = match method {
-        InsertMethod::Copy => insert_copy(&mut tx, rows).await?,
-        InsertMethod::Unnest => insert_unnest(&mut tx, rows).await?,
-    };
+    let inserted = insert_unnest(&mut tx, rows).await?;
     failpoint::hit("before_commit");
     tx.commit().await?;
     Ok(u64::try_from(inserted).unwrap_or(0))
@@ -159,12 +146,8 @@ pub async fn insert(
 
 /// Inserts `rows`, whose dedup keys were all freshly claimed, on the fresh
 /// path, and when one of them exists after all, on the guarded path
-/// ([`insert`] with `method`). Nothing is committed when it fails.
-pub async fn insert_fresh(
-    pool: &PgPool,
-    method: InsertMethod,
-    rows: &[EventRow<'_>],
-) -> Result<Inserted, InsertError> {
+/// ([`insert`]). Nothing is committed when it fails.
+pub async fn insert_fresh(pool: &PgPool, rows: &[EventRow<'_>]) -> Result<Inserted, InsertError> {
     match copy_fresh(pool, rows).await {
         Ok(()) => Ok(Inserted {
             rows: rows.len() as u64,
@@ -172,7 +155,7 @@ pub async fn insert_fresh(
         }),
         Err(e) if is_unique_violation(&e) => {
             tracing::debug!(rows = rows.len(), error = %e, "a freshly claimed row exists; redoing the batch guarded");
-            let rows = insert(pool, method, rows).await?;
+            let rows = insert(pool, rows).await?;
             Ok(Inserted {
                 rows,
                 fell_back: true,
@@ -232,19 +215,6 @@ impl<'a> Rollup<'a> {
     }
 }
 
-async fn insert_copy(
-    tx: &mut Transaction<'static, Postgres>,
-    rows: &[EventRow<'_>],
-) -> Result<i64, sqlx::Error> {
-    sqlx::raw_sql(STAGING).execute(&mut **tx).await?;
-    let mut copy = tx.copy_in_raw(COPY).await?;
-    copy.send(copy_binary::encode(rows)).await?;
-    copy.finish().await?;
-    sqlx::query_scalar(INSERT_FROM_STAGING)
-        .fetch_one(&mut **tx)
-        .await
-}
-
 async fn insert_unnest(
     tx: &mut Transaction<'static, Postgres>,
     rows: &[EventRow<'_>],
@@ -287,7 +257,6 @@ mod tests {
     #[test]
     fn copy_lists_the_encoded_columns() {
         let columns = format!("({})", crate::copy_binary::COLUMNS);
-        assert!(super::COPY.contains(&columns));
         assert!(super::COPY_EVENTS.contains(&columns));
     }
 

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Args, Parser, ValueEnum};
+use clap::{Args, Parser};
 use eventline_shared::config::{
     DatabaseArgs, RedisArgs, StreamShards, TelemetryArgs, parse_millis, parse_positive_millis,
     parse_positive_seconds,
@@ -34,17 +34,6 @@ pub struct Config {
     pub listen: ListenArgs,
     #[command(flatten)]
     pub worker: WorkerArgs,
-}
-
-/// How the batch reaches PostgreSQL; both keep `ON CONFLICT DO NOTHING` as
-/// the final guard. See docs/adr/0010-worker-batch-insert.md for the figures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum InsertMethod {
-    /// `COPY … FORMAT binary` into a temporary staging table, then
-    /// `INSERT … SELECT … ON CONFLICT DO NOTHING`.
-    Copy,
-    /// One `INSERT … SELECT FROM unnest($1::uuid[], …) ON CONFLICT DO NOTHING`.
-    Unnest,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -84,14 +73,11 @@ pub struct WorkerArgs {
     /// and small beats rare and large (ADR 0011).
     #[arg(long, env = "TRIM_INTERVAL_MS", value_name = "TRIM_INTERVAL_MS", default_value = "1000", value_parser = parse_positive_millis)]
     pub trim_interval: Duration,
-    /// How batches are written to PostgreSQL (unnest was as fast at 5000 rows and
-    /// faster at 2000; copy stays to repeat the measurement, see ADR 0010).
-    #[arg(long, env = "INSERT_METHOD", value_enum, default_value_t = InsertMethod::Unnest)]
-    pub insert_method: InsertMethod,
     /// A batch whose every entry was freshly claimed in Redis is `COPY`ed
     /// straight into `events` with the rollup computed by the worker, and
-    /// redone with `INSERT_METHOD` only when a row existed after all (ADR 0010).
-    /// `false` sends every batch through `INSERT_METHOD`.
+    /// redone on the guarded path (`INSERT … ON CONFLICT DO NOTHING`) only when
+    /// a row existed after all (ADR 0010). `false` sends every batch through
+    /// the guarded path.
     #[arg(long, env = "COPY_FRESH_BATCHES", default_value_t = true, action = clap::ArgAction::Set)]
     pub copy_fresh_batches: bool,
     /// First retry delay after a transient error, in milliseconds; doubles up to `RETRY_MAX_MS`.
@@ -145,8 +131,8 @@ mod tests {
         assert!(err.to_string().contains("BATCH_SIZE"), "{err}");
         let err = Config::try_parse_from(["worker", "--claim-idle", "soon"]).unwrap_err();
         assert!(err.to_string().contains("CLAIM_IDLE_MS"), "{err}");
-        let err = Config::try_parse_from(["worker", "--insert-method", "magic"]).unwrap_err();
-        assert!(err.to_string().contains("INSERT_METHOD"), "{err}");
+        let err = Config::try_parse_from(["worker", "--copy-fresh-batches", "maybe"]).unwrap_err();
+        assert!(err.to_string().contains("COPY_FRESH_BATCHES"), "{err}");
     }
 
     #[test]

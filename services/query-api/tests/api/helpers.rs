@@ -23,7 +23,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use worker::batch_insert;
-use worker::config::InsertMethod;
 use worker::copy_binary::EventRow;
 
 pub const PEPPER: &str = "query-test-pepper-0123456789abcdef";
@@ -204,9 +203,7 @@ impl TestApp {
 pub async fn store(pool: &sqlx::PgPool, events: &[EnrichedEvent]) {
     for chunk in events.chunks(5000) {
         let rows: Vec<EventRow> = chunk.iter().map(|e| EventRow::new(e.as_ref())).collect();
-        batch_insert::insert(pool, InsertMethod::Unnest, &rows)
-            .await
-            .expect("insert");
+        batch_insert::insert(pool, &rows).await.expect("insert");
     }
 }
 
