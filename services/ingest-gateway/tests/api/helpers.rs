@@ -187,3 +187,23 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     enc.write_all(data).expect("gzip");
     enc.finish().expect("gzip")
 }
+
+/// `google.rpc.Status`, the body of every OTLP error, as a client reads it.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Status {
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+/// The cases of a JSON-lines corpus file; a corpus that shrank below 200
+/// cases (a generator gone wrong) fails the test.
+pub fn corpus_cases<T: serde::de::DeserializeOwned>(corpus: &str) -> Vec<T> {
+    let cases: Vec<T> = corpus
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("corpus line parses"))
+        .collect();
+    assert!(cases.len() >= 200, "the corpus has {} cases", cases.len());
+    cases
+}

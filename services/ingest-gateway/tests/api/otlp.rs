@@ -19,15 +19,6 @@ use crate::helpers::*;
 const PROTOBUF: (&str, &str) = ("Content-Type", "application/x-protobuf");
 const JSON: (&str, &str) = ("Content-Type", "application/json");
 
-/// `google.rpc.Status`, as a client reads it.
-#[derive(Clone, PartialEq, Message)]
-struct Status {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-}
-
 fn string(s: &str) -> Option<AnyValue> {
     Some(AnyValue {
         value: Some(Value::StringValue(s.into())),

@@ -16,15 +16,6 @@ use serde::Deserialize;
 
 use crate::helpers::*;
 
-/// `google.rpc.Status`, as a client reads it.
-#[derive(Clone, PartialEq, Message)]
-struct Status {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-}
-
 #[derive(Deserialize)]
 struct Repeat {
     prefix_b64: String,
@@ -174,11 +165,7 @@ impl Case {
 #[tokio::test]
 async fn every_bad_otlp_body_gets_its_answer_and_only_good_records_are_stored() {
     let corpus = include_str!("../../../../load-tests/corpus/otlp_bad_input.jsonl");
-    let cases: Vec<Case> = corpus
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("corpus line parses"))
-        .collect();
-    assert!(cases.len() >= 200, "the corpus has {} cases", cases.len());
+    let cases: Vec<Case> = corpus_cases(corpus);
     let gw = open_gateway(&[]).await;
     let stream = gw.keys.stream(0);
     let mut failures = Vec::new();
