@@ -205,6 +205,101 @@ start_redis() {
 # stop_redis <pidfile>: SIGTERM, so Redis flushes its AOF/RDB as configured.
 stop_redis() { stop_pidfile "$1" redis-server Redis 30; }
 
+# ---- Redis Cluster --------------------------------------------------------
+
+# cluster-node-timeout (ms) of the local clusters: a master that stops
+# answering for this long is failed over to its replica within a few seconds.
+REDIS_CLUSTER_NODE_TIMEOUT=${EVENTLINE_REDIS_CLUSTER_NODE_TIMEOUT:-1500}
+
+# Sets REDIS_CLI: the redis-cli next to redis-server (REDIS_SERVER or
+# EVENTLINE_REDIS_SERVER), else the one on the PATH.
+ensure_redis_cli() {
+    local server=${REDIS_SERVER:-${EVENTLINE_REDIS_SERVER:-$(command -v redis-server || true)}}
+    REDIS_CLI=${server%/*}/redis-cli
+    [[ $server == */* && -x $REDIS_CLI ]] && return 0
+    REDIS_CLI=$(command -v redis-cli) ||
+        die "redis-cli not found; it comes with redis-server (Debian: apt-get install -y redis-tools)"
+}
+
+# redis_cli_on <port> <command...>: one command to 127.0.0.1:<port>, raw
+# reply without carriage returns; gives up after 2 s (a frozen node).
+redis_cli_on() {
+    local port=$1
+    shift
+    timeout 2 "$REDIS_CLI" -h 127.0.0.1 -p "$port" --raw "$@" 2>/dev/null | tr -d '\r'
+}
+
+# redis_cluster_info <port> <field>: a CLUSTER INFO field; empty when the node
+# does not answer.
+redis_cluster_info() {
+    redis_cli_on "$1" CLUSTER INFO | sed -n "s/^$2://p"
+}
+
+# start_redis_cluster_node <port> <dir> [config file] [redis-server options...]:
+# start_redis with cluster mode on (cluster bus on <port> + 10000, state in
+# <dir>/nodes.conf). Restarted with the same <dir>, a node rejoins its cluster.
+start_redis_cluster_node() {
+    start_redis "$@" --cluster-enabled yes --cluster-config-file nodes.conf \
+        --cluster-node-timeout "$REDIS_CLUSTER_NODE_TIMEOUT"
+}
+
+# create_redis_cluster <port...>: when no node has a slot yet, makes one
+# cluster of the nodes on 127.0.0.1:<port...>, one replica per master (six
+# ports: three masters, three replicas). Nothing to do when every node already
+# knows all 16384 slots (a cluster started again); a mix of both is an error.
+create_redis_cluster() {
+    local port assigned fresh=0 formed=0 addrs=()
+    for port in "$@"; do
+        assigned=$(redis_cluster_info "$port" cluster_slots_assigned)
+        case $assigned in
+            0) fresh=$((fresh + 1)) ;;
+            16384) formed=$((formed + 1)) ;;
+            *) die "Redis Cluster node $port reports ${assigned:-nothing} slots assigned" ;;
+        esac
+        addrs+=("127.0.0.1:$port")
+    done
+    ((formed == $#)) && return 0
+    ((fresh == $#)) ||
+        die "only some Redis Cluster nodes (${formed} of $#) belong to a cluster; stop them and delete their directories to start over"
+    info "creating the Redis Cluster (${addrs[*]})"
+    "$REDIS_CLI" --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >/dev/null ||
+        die "redis-cli --cluster create failed"
+}
+
+# wait_redis_cluster <timeout seconds> <port...>: until every node reports
+# cluster_state:ok with all 16384 slots served.
+wait_redis_cluster() {
+    local timeout=$1 deadline port state slots ok
+    shift
+    deadline=$((SECONDS + timeout))
+    while true; do
+        ok=1
+        for port in "$@"; do
+            state=$(redis_cluster_info "$port" cluster_state)
+            slots=$(redis_cluster_info "$port" cluster_slots_ok)
+            if [[ $state != ok || $slots != 16384 ]]; then
+                ok=0
+                break
+            fi
+        done
+        ((ok == 1)) && return 0
+        ((SECONDS < deadline)) ||
+            die "the Redis Cluster is not ok after ${timeout}s (node $port: cluster_state:${state:-?}, cluster_slots_ok:${slots:-?})"
+        sleep 0.2
+    done
+}
+
+# stop_redis_cluster <dir>: stop_redis for every node with a pidfile in
+# <dir>/<port>/redis.pid.
+stop_redis_cluster() {
+    local pidfile node
+    for pidfile in "$1"/*/redis.pid; do
+        [[ -e $pidfile ]] || continue
+        node=${pidfile%/redis.pid}
+        stop_pidfile "$pidfile" redis-server "Redis Cluster node ${node##*/}" 30
+    done
+}
+
 # ---- PostgreSQL -----------------------------------------------------------
 
 # Runs a PostgreSQL server command; as the `postgres` OS user when we are root,

@@ -8,6 +8,13 @@
 #
 # Environment:
 #   EVENTLINE_REDIS_PORT      Redis port (16379)
+#   EVENTLINE_REDIS_CLUSTER=1 a six-node Redis Cluster (3 masters, 3 replicas)
+#                             instead of the single Redis, its nodes' data under
+#                             .run/redis-cluster/<port>/; `down` and `status`
+#                             handle it whether this is set or not
+#   EVENTLINE_REDIS_CLUSTER_PORT  the first node's port (17000): the nodes listen
+#                             on it and the next five, their cluster bus 10000 higher
+#   EVENTLINE_REDIS_CLUSTER_NODE_TIMEOUT  cluster-node-timeout in ms (1500)
 #   EVENTLINE_PG_PORT         PostgreSQL port (15432)
 #   EVENTLINE_PG_SETTINGS     PostgreSQL settings, space-separated name=value
 #                             (default: shared_buffers=1GB max_wal_size=8GB
@@ -39,12 +46,16 @@ SERVICES=(
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 REDIS_PORT=${EVENTLINE_REDIS_PORT:-16379}
+CLUSTER_PORT=${EVENTLINE_REDIS_CLUSTER_PORT:-17000}
+CLUSTER_PORTS=()
+for ((i = 0; i < 6; i++)); do CLUSTER_PORTS+=($((CLUSTER_PORT + i))); done
 PG_PORT=${EVENTLINE_PG_PORT:-15432}
 READY_TIMEOUT=${EVENTLINE_READY_TIMEOUT:-60}
 RUN=${EVENTLINE_RUN_DIR:-$EVENTLINE_ROOT/.run}
 LOGS=$RUN/logs
 PIDS=$RUN/pids
 PG_DATA=$RUN/postgres
+CLUSTER_DIR=$RUN/redis-cluster
 # PostgreSQL's default 128 MB of shared buffers holds a few minutes of events:
 # queries over older hours then copy every page from the OS cache. Its default
 # 1 GB of WAL between checkpoints lasts ~20 s at 50,000 events/s, and
@@ -57,6 +68,14 @@ cd "$EVENTLINE_ROOT"
 # ---- helpers ----------------------------------------------------------------
 
 service_exists() { [[ -f services/$1/Cargo.toml ]]; }
+
+cluster_mode() { [[ ${EVENTLINE_REDIS_CLUSTER:-} == 1 ]]; }
+
+# The cluster nodes' URLs, comma-separated.
+cluster_nodes() {
+    local IFS=,
+    printf '%s\n' "${CLUSTER_PORTS[*]/#/redis://127.0.0.1:}"
+}
 
 # Pattern that identifies a service's process in /proc/<pid>/cmdline.
 service_pattern() { printf '/%s ' "$1"; }
@@ -106,6 +125,28 @@ up_redis() {
     # keeps millions of dedup claims, more than the compose Redis's 1 GB.
     start_redis "$REDIS_PORT" "$RUN/redis" "$EVENTLINE_ROOT/infrastructure/redis/redis.conf" \
         --maxmemory 0 --pidfile "$PIDS/redis.pid" --logfile "$LOGS/redis.log"
+}
+
+# EVENTLINE_REDIS_CLUSTER=1: six cluster nodes instead of the single Redis,
+# with its configuration, made into one cluster the first time.
+up_redis_cluster() {
+    local port pid
+    ensure_redis_cli
+    for port in "${CLUSTER_PORTS[@]}"; do
+        if pid=$(live_pid "$CLUSTER_DIR/$port/redis.pid" redis-server); then
+            info "Redis Cluster node $port already running (pid $pid)"
+            continue
+        fi
+        if port_in_use "$port" || port_in_use $((port + 10000)); then
+            die "port $port or $((port + 10000)) (its cluster bus) is taken by a process 'make up' did not start; stop it or set EVENTLINE_REDIS_CLUSTER_PORT"
+        fi
+        info "starting Redis Cluster node on 127.0.0.1:$port"
+        start_redis_cluster_node "$port" "$CLUSTER_DIR/$port" "$EVENTLINE_ROOT/infrastructure/redis/redis.conf" \
+            --maxmemory 0 --logfile "$LOGS/redis-$port.log"
+    done
+    create_redis_cluster "${CLUSTER_PORTS[@]}"
+    info "waiting for the Redis Cluster (cluster_state:ok on every node)"
+    wait_redis_cluster 60 "${CLUSTER_PORTS[@]}"
 }
 
 up_postgres() {
@@ -208,7 +249,12 @@ print_summary() {
             missing+=("$name")
         fi
     done
-    printf '  %-15s %s\n' Redis "$REDIS_URL" PostgreSQL "$DATABASE_URL"
+    if cluster_mode; then
+        printf '  %-15s %s\n' "Redis Cluster" "$EVENTLINE_REDIS_CLUSTER_NODES"
+    else
+        printf '  %-15s %s\n' Redis "$REDIS_URL"
+    fi
+    printf '  %-15s %s\n' PostgreSQL "$DATABASE_URL"
     printf '  %-15s %s\n' logs ".run/logs/" "dev API key" ".run/dev-api-key"
     if ((${#missing[@]} > 0)); then
         local IFS=,
@@ -226,7 +272,7 @@ cmd_up() {
     ensure_redis
     ensure_postgres
     mkdir -p "$LOGS" "$PIDS"
-    up_redis
+    if cluster_mode; then up_redis_cluster; else up_redis; fi
     up_postgres
     load_key_pepper
     build
@@ -234,6 +280,17 @@ cmd_up() {
     # The environment every service (and eventctl) gets. Exported only after the
     # build, so a sqlx compile-time DATABASE_URL is never pointed at this database.
     export REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+    # With EVENTLINE_REDIS_CLUSTER=1 no Redis listens on REDIS_URL: the cluster's
+    # nodes are in EVENTLINE_REDIS_CLUSTER_NODES (comma-separated redis:// URLs).
+    # The services do not read it yet (issue 17, Redis Cluster support): until
+    # they do, they reach no Redis in this mode and do not become ready.
+    if cluster_mode; then
+        EVENTLINE_REDIS_CLUSTER_NODES=$(cluster_nodes)
+        export EVENTLINE_REDIS_CLUSTER_NODES
+        warn "the services do not read EVENTLINE_REDIS_CLUSTER_NODES yet (issue 17)"
+    else
+        unset EVENTLINE_REDIS_CLUSTER_NODES
+    fi
     export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/eventline"
     export KEY_PEPPER
     export LOG_FORMAT=json
@@ -267,11 +324,30 @@ cmd_down() {
         stop_pidfile "$PIDS/$name.pid" "$(service_pattern "$name")" "$name" 15
     done
     stop_redis "$PIDS/redis.pid"
+    stop_redis_cluster "$CLUSTER_DIR"
     if [[ -f $PG_DATA/postmaster.pid ]]; then
         PG_BIN=$(find_pg_bin) || die "cannot find pg_ctl to stop the PostgreSQL in $PG_DATA"
         stop_postgres "$PG_DATA" fast
     fi
     printf 'Stopped. Data stays in .run/ (rm -rf .run wipes it).\n'
+}
+
+# One line per cluster node and one for the cluster, when the cluster mode is
+# on or a node runs.
+status_redis_cluster() {
+    local port pid state=""
+    cluster_mode || compgen -G "$CLUSTER_DIR/*/redis.pid" >/dev/null || return 0
+    ensure_redis_cli
+    for port in "${CLUSTER_PORTS[@]}"; do
+        if pid=$(live_pid "$CLUSTER_DIR/$port/redis.pid" redis-server); then
+            printf '%-15s running (pid %s) redis://127.0.0.1:%s %s\n' \
+                "Redis :$port" "$pid" "$port" "$(redis_cli_on "$port" ROLE | head -n 1)"
+            [[ -n $state ]] || state=$(redis_cluster_info "$port" cluster_state)
+        else
+            printf '%-15s stopped\n' "Redis :$port"
+        fi
+    done
+    printf '%-15s cluster_state:%s\n' "Redis Cluster" "${state:-unknown (no node answers)}"
 }
 
 cmd_status() {
@@ -281,6 +357,7 @@ cmd_status() {
     else
         printf '%-15s stopped\n' Redis
     fi
+    status_redis_cluster
     # shellcheck disable=SC2034 # PG_BIN is read by pg_running (common.sh)
     if PG_BIN=$(find_pg_bin) && pg_running "$PG_DATA"; then
         printf '%-15s running (pid %s) postgres://postgres@127.0.0.1:%s/eventline\n' \

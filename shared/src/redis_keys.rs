@@ -5,7 +5,9 @@
 //! Stream shards are named `events:{N}`. eventline runs on a single Redis
 //! node (Redis Cluster is not supported yet); the braces make the shard
 //! number a hash tag, so that on a cluster each shard would have a slot of
-//! its own.
+//! its own. [`key_slot`] computes a key's cluster slot, and [`shard_tag`]
+//! picks hash tags by slot that spread shards evenly over the masters, which
+//! `{0}`…`{N-1}` do not.
 
 use uuid::Uuid;
 
@@ -69,6 +71,89 @@ pub fn shard_of(dedup_key: Uuid, shards: u32) -> u32 {
     (low % u64::from(shards)) as u32
 }
 
+/// The number of hash slots of a Redis Cluster.
+pub const CLUSTER_SLOTS: u16 = 16384;
+
+/// The hash slot of `key` on a Redis Cluster, as `CLUSTER KEYSLOT` computes
+/// it: CRC16 (XMODEM) modulo 16384 of the key's hash tag, which is the part
+/// between the first `{` and the first `}` after it when that part is not
+/// empty, and the whole key otherwise (Redis Cluster specification, "Hash
+/// tags").
+pub fn key_slot(key: &[u8]) -> u16 {
+    crc16_xmodem(hash_tag(key)) % CLUSTER_SLOTS
+}
+
+/// What [`key_slot`] hashes.
+fn hash_tag(key: &[u8]) -> &[u8] {
+    let Some(open) = key.iter().position(|&b| b == b'{') else {
+        return key;
+    };
+    let rest = &key[open + 1..];
+    match rest.iter().position(|&b| b == b'}') {
+        Some(close) if close > 0 => &rest[..close],
+        _ => key,
+    }
+}
+
+/// CRC16-CCITT in its XMODEM variant (polynomial 0x1021, initial value 0,
+/// no reflection), the one Redis Cluster uses.
+fn crc16_xmodem(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &byte in data {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+/// How many suffixes [`shard_tag`] tries per shard: with 10,000 the chosen
+/// slot is within 3 of the target for every N up to 256 (1,000 left up to 33).
+const TAG_CANDIDATES: u32 = 10_000;
+
+/// The slot shard `shard` of `shards` aims at: the middle of the `shard`-th of
+/// `shards` equal, contiguous slot ranges.
+pub fn shard_target_slot(shard: u32, shards: u32) -> u16 {
+    let shards = u64::from(shards.max(1));
+    let shard = u64::from(shard).min(shards - 1);
+    // (2i + 1) * 16384 / 2N: the middle of [i * 16384 / N, (i + 1) * 16384 / N).
+    ((2 * shard + 1) * u64::from(CLUSTER_SLOTS) / (2 * shards)) as u16
+}
+
+/// A short hash tag for shard `shard` of `shards`, chosen by slot so that the
+/// shards spread over a Redis Cluster's masters: `"<shard>.<k>"` for the `k`
+/// in `0..10000` whose [`key_slot`] is nearest [`shard_target_slot`] (the
+/// smallest such `k` on a tie).
+///
+/// `redis-cli --cluster create` gives M masters M contiguous, equal slot
+/// ranges; a shard whose slot is the middle of the i-th of N equal ranges
+/// lands on master `floor((2i + 1) M / 2N)` (unless that middle is exactly a
+/// boundary between two masters, which needs an even M), so every master
+/// gets `floor(N / M)` or `ceil(N / M)` shards (N = 3 over 3 masters: 1/1/1;
+/// N = 16: 5/6/5). The plain tags `{0}`…`{N-1}` do not: their slots are a CRC's, so
+/// with N = 3 one master of 3 gets none.
+///
+/// Deterministic: the same `(shard, shards)` always gives the same tag, and
+/// distinct shards give distinct tags (the shard number is part of it). A
+/// stream key with it reads `events:{0.1643}`.
+pub fn shard_tag(shard: u32, shards: u32) -> String {
+    let target = i32::from(shard_target_slot(shard, shards));
+    let tag = |k: u32| format!("{shard}.{k}");
+    let distance = |k: &u32| (i32::from(key_slot(tag(*k).as_bytes())) - target).abs();
+    // `min_by_key` keeps the first of equal minima: the smallest `k`.
+    tag((0..TAG_CANDIDATES).min_by_key(distance).unwrap_or(0))
+}
+
+/// [`shard_tag`] of every shard `0..shards`.
+pub fn shard_tags(shards: u32) -> Vec<String> {
+    (0..shards).map(|i| shard_tag(i, shards)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +178,86 @@ mod tests {
         }
         assert!(counts.iter().all(|&c| c > 800), "{counts:?}");
         assert_eq!(shard_of(Uuid::now_v7(), 0), 0);
+    }
+
+    #[test]
+    fn key_slots_match_the_cluster_specification() {
+        // The specification's CRC16 check value, and `CLUSTER KEYSLOT` answers.
+        assert_eq!(crc16_xmodem(b"123456789"), 0x31C3);
+        assert_eq!(key_slot(b"123456789"), 12739);
+        assert_eq!(key_slot(b"foo"), 12182);
+        assert_eq!(key_slot(b"{user1000}.following"), 3443);
+        assert_eq!(key_slot(b"{user1000}.followers"), 3443);
+        // Only the first `{…}` counts, and an empty one makes the whole key hash.
+        assert_eq!(key_slot(b"foo{bar}{zap}"), key_slot(b"bar"));
+        assert_eq!(key_slot(b"foo{}{bar}"), 8363);
+        assert_eq!(key_slot(b"foo{{bar}}zap"), key_slot(b"{bar"));
+        assert_eq!(key_slot(b""), 0);
+        // A prefix outside the braces does not move a shard.
+        let keys = RedisKeys::new("t1:");
+        assert_eq!(
+            key_slot(keys.stream(7).as_bytes()),
+            key_slot(RedisKeys::default().stream(7).as_bytes())
+        );
+    }
+
+    /// The slot ranges `redis-cli --cluster create` gives `masters` masters.
+    fn default_layout(masters: u16) -> Vec<(u16, u16)> {
+        let per = f64::from(CLUSTER_SLOTS) / f64::from(masters);
+        let mut first = 0;
+        (0..masters)
+            .map(|i| {
+                let last = if i + 1 == masters {
+                    CLUSTER_SLOTS - 1
+                } else {
+                    ((f64::from(i) + 1.0) * per - 1.0).round() as u16
+                };
+                let range = (first, last);
+                first = last + 1;
+                range
+            })
+            .collect()
+    }
+
+    /// How many of `tags` land on each master of the default layout.
+    fn spread<T: AsRef<str>>(tags: &[T], masters: u16) -> Vec<u32> {
+        let layout = default_layout(masters);
+        let mut counts = vec![0; layout.len()];
+        for tag in tags {
+            let slot = key_slot(tag.as_ref().as_bytes());
+            let master = layout.iter().position(|&(a, b)| (a..=b).contains(&slot));
+            counts[master.expect("the layout covers every slot")] += 1;
+        }
+        counts
+    }
+
+    #[test]
+    fn shard_tags_spread_evenly_over_the_masters() {
+        assert_eq!(
+            default_layout(3),
+            [(0, 5460), (5461, 10922), (10923, 16383)]
+        );
+        for (shards, want) in [
+            (3, [1, 1, 1]),
+            (4, [1, 2, 1]),
+            (6, [2, 2, 2]),
+            (16, [5, 6, 5]),
+        ] {
+            let tags = shard_tags(shards);
+            assert_eq!(spread(&tags, 3), want, "N = {shards}: {tags:?}");
+            for (i, tag) in tags.iter().enumerate() {
+                let target = shard_target_slot(i as u32, shards);
+                assert!(key_slot(tag.as_bytes()).abs_diff(target) <= 3, "{tag}");
+                assert!(tag.starts_with(&format!("{i}.")) && tag.len() <= 7, "{tag}");
+            }
+        }
+        assert_eq!(shard_tags(3), ["0.1643", "1.2812", "2.3547"]);
+        // Deterministic, and a shard count of 0 is treated as 1.
+        assert_eq!(shard_tag(2, 6), shard_tags(6)[2]);
+        assert_eq!(shard_target_slot(0, 0), 8192);
+        // What the issue says of the plain shard numbers.
+        assert_eq!(spread(&["0", "1", "2"], 3), [0, 2, 1]);
+        let plain: Vec<String> = (0..16).map(|i| i.to_string()).collect();
+        assert_eq!(spread(&plain, 3), [6, 6, 4]);
     }
 }

@@ -4,6 +4,7 @@
 //! in parallel without seeing each other. Databases are left behind: the
 //! whole throwaway cluster is deleted when the test run ends.
 
+pub mod cluster;
 pub mod http;
 pub mod servers;
 

@@ -29,7 +29,7 @@ pub enum ServerError {
     Timeout(String, Duration),
 }
 
-fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
+pub(super) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
     let what = what.into();
     move |source| ServerError::Io { what, source }
 }
@@ -56,7 +56,7 @@ pub fn signal(pid: u32, signal: &str) -> Result<(), ServerError> {
     )
 }
 
-fn run_checked(cmd: &mut Command) -> Result<(), ServerError> {
+pub(super) fn run_checked(cmd: &mut Command) -> Result<(), ServerError> {
     let command = format!("{cmd:?}");
     let out = cmd
         .stdin(Stdio::null())
@@ -77,7 +77,7 @@ fn run_checked(cmd: &mut Command) -> Result<(), ServerError> {
 }
 
 /// Waits until something accepts TCP connections on 127.0.0.1:`port`.
-fn wait_listening(port: u16, what: &str, timeout: Duration) -> Result<(), ServerError> {
+pub(super) fn wait_listening(port: u16, what: &str, timeout: Duration) -> Result<(), ServerError> {
     let deadline = Instant::now() + timeout;
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if Instant::now() >= deadline {
