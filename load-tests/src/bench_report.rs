@@ -64,90 +64,129 @@ fn stored_rate(r: &Value) -> Option<f64> {
 const KEYED_RUN: &str = "batch-max-keyed";
 const OTLP_RUN: &str = "otlp-max";
 
-pub fn rows(dir: &Path) -> Vec<Row> {
-    let mut out = Vec::new();
-    let xadd = load(dir, "xadd.json");
-    let copy = load(dir, "copy.json");
-    let xadd_rate = xadd.as_ref().and_then(|x| f(x, &["entries_per_second"]));
-    let copy_rate = copy.as_ref().and_then(|c| f(c, &["rows_per_second"]));
-    let stream = load(dir, "stream.json");
-    let row =
-        |figure: &str, measured: String, target: &str, rate: Option<f64>, with_copy: bool| Row {
+/// The ceilings measured in the run, which the rows are divided by.
+struct Ceilings {
+    xadd: Option<f64>,
+    copy: Option<f64>,
+}
+
+impl Ceilings {
+    /// A row whose `rate` is set beside the XADD ceiling, and beside the
+    /// COPY ceiling too when `with_copy`.
+    fn row(
+        &self,
+        figure: &str,
+        measured: String,
+        target: &str,
+        rate: Option<f64>,
+        with_copy: bool,
+    ) -> Row {
+        Row {
             figure: figure.into(),
             measured,
             target: target.into(),
-            vs_xadd: ratio(rate, xadd_rate),
+            vs_xadd: ratio(rate, self.xadd),
             vs_copy: if with_copy {
-                ratio(rate, copy_rate)
+                ratio(rate, self.copy)
             } else {
                 None
             },
-        };
-    if let Some(x) = &xadd {
-        out.push(row(
-            "ceiling: redis-benchmark XADD, -P 16",
-            format!(
-                "{:.0} entries/s ({} B payload)",
-                xadd_rate.unwrap_or(0.0),
-                f(x, &["payload_bytes"]).unwrap_or(0.0)
-            ),
-            "",
-            xadd_rate,
-            false,
-        ));
+        }
     }
-    if let Some(c) = &copy {
-        out.push(Row {
-            figure: "ceiling: bare COPY into a daily-partitioned table".into(),
-            measured: format!(
-                "{:.0} rows/s ({} rows in COPYs of {})",
-                copy_rate.unwrap_or(0.0),
-                f(c, &["rows"]).unwrap_or(0.0),
-                f(c, &["chunk"]).unwrap_or(0.0)
-            ),
-            target: String::new(),
-            vs_xadd: None,
-            vs_copy: Some(1.0),
-        });
+}
+
+pub fn rows(dir: &Path) -> Vec<Row> {
+    let xadd = load(dir, "xadd.json");
+    let copy = load(dir, "copy.json");
+    let c = Ceilings {
+        xadd: xadd.as_ref().and_then(|x| f(x, &["entries_per_second"])),
+        copy: copy.as_ref().and_then(|c| f(c, &["rows_per_second"])),
+    };
+    let stream = load(dir, "stream.json");
+    let mut out = Vec::new();
+    out.extend(xadd.map(|x| xadd_row(&x, &c)));
+    out.extend(copy.map(|x| copy_row(&x, &c)));
+    out.extend(load(dir, "batch-max.json").map(|r| batch_max_row(&r, &c)));
+    out.extend(load(dir, "batch-sustained.json").map(|r| sustained_row(&r, stream.as_ref(), &c)));
+    out.extend(closed_loop_rows(dir, &c));
+    out.extend(load(dir, "single.json").map(|r| single_row(&r, &c)));
+    out.extend(load(dir, "lag.json").map(|r| lag_row(&r, &c)));
+    out.extend(load(dir, "memory.json").map_or_else(Vec::new, |m| memory_rows(&m)));
+    out
+}
+
+fn xadd_row(x: &Value, c: &Ceilings) -> Row {
+    c.row(
+        "ceiling: redis-benchmark XADD, -P 16",
+        format!(
+            "{:.0} entries/s ({} B payload)",
+            c.xadd.unwrap_or(0.0),
+            f(x, &["payload_bytes"]).unwrap_or(0.0)
+        ),
+        "",
+        c.xadd,
+        false,
+    )
+}
+
+fn copy_row(copy: &Value, c: &Ceilings) -> Row {
+    Row {
+        figure: "ceiling: bare COPY into a daily-partitioned table".into(),
+        measured: format!(
+            "{:.0} rows/s ({} rows in COPYs of {})",
+            c.copy.unwrap_or(0.0),
+            f(copy, &["rows"]).unwrap_or(0.0),
+            f(copy, &["chunk"]).unwrap_or(0.0)
+        ),
+        target: String::new(),
+        vs_xadd: None,
+        vs_copy: Some(1.0),
     }
-    if let Some(r) = load(dir, "batch-max.json") {
-        let eps = f(&r, &["events_per_second"]);
-        out.push(row(
-            "batch ingest, closed loop, accepted by the gateway",
-            format!(
-                "{:.0} events/s (p99 {:.1} ms)",
-                eps.unwrap_or(0.0),
-                f(&r, &["latency", "p99_ms"]).unwrap_or(0.0)
-            ),
-            "",
-            eps,
-            false,
-        ));
-    }
-    if let Some(r) = load(dir, "batch-sustained.json") {
-        let eps = f(&r, &["events_per_second"]);
-        let e2e = |k: &str| f(&r, &["e2e", k]).unwrap_or(f64::NAN);
-        let stored_rate = stored_rate(&r);
-        let max_len = stream
-            .as_ref()
-            .and_then(|s| f(s, &["batch-sustained", "max_len"]))
-            .map_or("?".to_owned(), |n| format!("{n:.0}"));
-        out.push(row(
-            "batch ingest sustained end to end (open loop)",
-            format!(
-                "{:.0} events/s accepted, {:.0} events/s stored from the first send until drained ({:.1} s after sending); lost {}, duplicates {}; stream max {}",
-                eps.unwrap_or(0.0),
-                stored_rate.unwrap_or(f64::NAN),
-                e2e("drain_seconds"),
-                e2e("lost"),
-                e2e("duplicates"),
-                max_len
-            ),
-            ">= 60,000 events/s, 0 lost, 0 dup",
-            stored_rate.or(eps),
-            true,
-        ));
-    }
+}
+
+fn batch_max_row(r: &Value, c: &Ceilings) -> Row {
+    let eps = f(r, &["events_per_second"]);
+    c.row(
+        "batch ingest, closed loop, accepted by the gateway",
+        format!(
+            "{:.0} events/s (p99 {:.1} ms)",
+            eps.unwrap_or(0.0),
+            f(r, &["latency", "p99_ms"]).unwrap_or(0.0)
+        ),
+        "",
+        eps,
+        false,
+    )
+}
+
+fn sustained_row(r: &Value, stream: Option<&Value>, c: &Ceilings) -> Row {
+    let eps = f(r, &["events_per_second"]);
+    let e2e = |k: &str| f(r, &["e2e", k]).unwrap_or(f64::NAN);
+    let stored_rate = stored_rate(r);
+    let max_len = stream
+        .and_then(|s| f(s, &["batch-sustained", "max_len"]))
+        .map_or("?".to_owned(), |n| format!("{n:.0}"));
+    c.row(
+        "batch ingest sustained end to end (open loop)",
+        format!(
+            "{:.0} events/s accepted, {:.0} events/s stored from the first send until drained ({:.1} s after sending); lost {}, duplicates {}; stream max {}",
+            eps.unwrap_or(0.0),
+            stored_rate.unwrap_or(f64::NAN),
+            e2e("drain_seconds"),
+            e2e("lost"),
+            e2e("duplicates"),
+            max_len
+        ),
+        ">= 60,000 events/s, 0 lost, 0 dup",
+        stored_rate.or(eps),
+        true,
+    )
+}
+
+/// The keyed JSON batch run and the OTLP run, both closed loops measured
+/// end to end.
+fn closed_loop_rows(dir: &Path, c: &Ceilings) -> Vec<Row> {
+    let mut out = Vec::new();
     for (run, figure, unit, target) in [
         (
             KEYED_RUN,
@@ -164,7 +203,7 @@ pub fn rows(dir: &Path) -> Vec<Row> {
     ] {
         if let Some(r) = load(dir, &format!("{run}.json")) {
             let rate = stored_rate(&r);
-            out.push(row(
+            out.push(c.row(
                 figure,
                 format!(
                     "{:.0} {unit}/s stored from the first send until drained, {:.0}/s accepted (p99 {:.1} ms); lost {}, duplicates {}",
@@ -180,59 +219,62 @@ pub fn rows(dir: &Path) -> Vec<Row> {
             ));
         }
     }
-    if let Some(r) = load(dir, "single.json") {
-        let rps = f(&r, &["requests_per_second"]);
-        out.push(row(
-            "single-event requests end to end (open loop)",
-            format!(
-                "{:.0} requests/s, p99 {:.2} ms (p50 {:.2}, p99.9 {:.2}); lost {}, duplicates {}",
-                rps.unwrap_or(0.0),
-                f(&r, &["latency", "p99_ms"]).unwrap_or(f64::NAN),
-                f(&r, &["latency", "p50_ms"]).unwrap_or(f64::NAN),
-                f(&r, &["latency", "p999_ms"]).unwrap_or(f64::NAN),
-                f(&r, &["e2e", "lost"]).unwrap_or(f64::NAN),
-                f(&r, &["e2e", "duplicates"]).unwrap_or(f64::NAN),
-            ),
-            ">= 30,000 requests/s at p99 < 10 ms",
-            rps,
-            true,
-        ));
-    }
-    if let Some(r) = load(dir, "lag.json") {
-        let eps = f(&r, &["events_per_second"]);
-        out.push(row(
-            "ingest-to-queryable lag at half the sustained rate",
-            format!(
-                "p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms at {:.0} events/s ({} samples, resolution {:.0} ms)",
-                f(&r, &["e2e", "lag", "p50_ms"]).unwrap_or(f64::NAN),
-                f(&r, &["e2e", "lag", "p99_ms"]).unwrap_or(f64::NAN),
-                f(&r, &["e2e", "lag", "max_ms"]).unwrap_or(f64::NAN),
-                eps.unwrap_or(0.0),
-                f(&r, &["e2e", "lag", "count"]).unwrap_or(0.0),
-                f(&r, &["e2e", "lag_resolution_ms"]).unwrap_or(f64::NAN),
-            ),
-            "p99 < 1 s",
-            eps,
-            true,
-        ));
-    }
-    if let Some(m) = load(dir, "memory.json") {
-        for (name, target) in [("gateway", "< 64 MiB"), ("worker", "< 128 MiB")] {
-            if let (Some(rss), Some(hwm)) =
-                (f(&m, &[name, "vmrss_kib"]), f(&m, &[name, "vmhwm_kib"]))
-            {
-                out.push(Row {
-                    figure: format!("resident memory of the {name} at full load"),
-                    measured: format!(
-                        "VmHWM {:.1} MiB (VmRSS {:.1} MiB at the end)",
-                        hwm / 1024.0,
-                        rss / 1024.0
-                    ),
-                    target: target.into(),
-                    vs_xadd: None,
-                    vs_copy: None,
-                });
-            }
+    out
+}
+
+fn single_row(r: &Value, c: &Ceilings) -> Row {
+    let rps = f(r, &["requests_per_second"]);
+    c.row(
+        "single-event requests end to end (open loop)",
+        format!(
+            "{:.0} requests/s, p99 {:.2} ms (p50 {:.2}, p99.9 {:.2}); lost {}, duplicates {}",
+            rps.unwrap_or(0.0),
+            f(r, &["latency", "p99_ms"]).unwrap_or(f64::NAN),
+            f(r, &["latency", "p50_ms"]).unwrap_or(f64::NAN),
+            f(r, &["latency", "p999_ms"]).unwrap_or(f64::NAN),
+            f(r, &["e2e", "lost"]).unwrap_or(f64::NAN),
+            f(r, &["e2e", "duplicates"]).unwrap_or(f64::NAN),
+        ),
+        ">= 30,000 requests/s at p99 < 10 ms",
+        rps,
+        true,
+    )
+}
+
+fn lag_row(r: &Value, c: &Ceilings) -> Row {
+    let eps = f(r, &["events_per_second"]);
+    c.row(
+        "ingest-to-queryable lag at half the sustained rate",
+        format!(
+            "p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms at {:.0} events/s ({} samples, resolution {:.0} ms)",
+            f(r, &["e2e", "lag", "p50_ms"]).unwrap_or(f64::NAN),
+            f(r, &["e2e", "lag", "p99_ms"]).unwrap_or(f64::NAN),
+            f(r, &["e2e", "lag", "max_ms"]).unwrap_or(f64::NAN),
+            eps.unwrap_or(0.0),
+            f(r, &["e2e", "lag", "count"]).unwrap_or(0.0),
+            f(r, &["e2e", "lag_resolution_ms"]).unwrap_or(f64::NAN),
+        ),
+        "p99 < 1 s",
+        eps,
+        true,
+    )
+}
+
+fn memory_rows(m: &Value) -> Vec<Row> {
+    let mut out = Vec::new();
+    for (name, target) in [("gateway", "< 64 MiB"), ("worker", "< 128 MiB")] {
+        if let (Some(rss), Some(hwm)) = (f(m, &[name, "vmrss_kib"]), f(m, &[name, "vmhwm_kib"])) {
+            out.push(Row {
+                figure: format!("resident memory of the {name} at full load"),
+                measured: format!(
+                    "VmHWM {:.1} MiB (VmRSS {:.1} MiB at the end)",
+                    hwm / 1024.0,
+                    rss / 1024.0
+                ),
+                target: target.into(),
+                vs_xadd: None,
+                vs_copy: None,
+            });
         }
     }
     out

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::client::{Connection, Endpoint, Target, accepted_ids, otlp_rejected};
+use crate::client::{Answer, Connection, Endpoint, Target, accepted_ids, otlp_rejected};
 use crate::event_gen::{EventGen, Format, GeneratedEvent, request_body};
 use crate::scenario::{Pacing, Plan};
 use crate::stats::{AcceptedEvent, Recorder};
@@ -161,16 +161,8 @@ async fn send_until_answered(
             r.abandoned.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let conn = match connection {
-            Some(conn) => conn,
-            None => match Connection::open(&c.target).await {
-                Ok(conn) => connection.insert(conn),
-                Err(_) => {
-                    r.transport_errors.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+        let Some(conn) = connected(shared, connection).await else {
+            continue;
         };
         let sent = Instant::now();
         first_sent.get_or_insert(sent);
@@ -203,63 +195,125 @@ async fn send_until_answered(
             continue;
         }
         let now = Instant::now();
-        let mut accepted = Vec::new();
-        let mut rejected = 0;
-        let mut lag_sample = None;
-        if answer.status == 200 && endpoint == Endpoint::LOGS {
-            match otlp_rejected(&answer.body) {
-                Ok((0, _)) => {
-                    accepted = events
-                        .iter()
-                        .filter_map(|e| e.dedup_key)
-                        .map(|key| AcceptedEvent {
-                            id: key,
-                            dedup_key: key,
-                        })
-                        .collect();
-                }
-                Ok((n, reason)) => {
-                    rejected = n;
-                    r.accepted_unattributed((events.len() as u64).saturating_sub(n));
-                    static SAID: AtomicBool = AtomicBool::new(false);
-                    if !SAID.swap(true, Ordering::Relaxed) {
-                        eprintln!(
-                            "eventline-load: {n} OTLP records refused ({reason}); the request's other records are not checked end to end"
-                        );
-                    }
-                }
-                Err(error) => eprintln!("eventline-load: {error}"),
-            }
-        } else if answer.status == 202 {
-            match accepted_ids(&answer.body, events.len()) {
-                Ok((pairs, n)) => {
-                    rejected = n;
-                    // Sample an event without an `event_id`: it is sent
-                    // once and stored under the id the 202 gave it. (An
-                    // event with one may be stored under the id of a
-                    // re-send that overtook it, or be seen at once when
-                    // it is itself a re-send.)
-                    lag_sample = pairs
-                        .iter()
-                        .find(|(i, _)| events[*i].dedup_key.is_none())
-                        .map(|&(_, id)| id);
-                    accepted = pairs
-                        .into_iter()
-                        .map(|(i, id)| AcceptedEvent {
-                            id,
-                            dedup_key: events[i].dedup_key.unwrap_or(id),
-                        })
-                        .collect();
-                }
-                Err(error) => eprintln!("eventline-load: {error}"),
-            }
-        }
+        let taken = Taken::from_answer(r, &answer, endpoint, events);
         let origin = first_sent.map_or(due, |first| first.min(due));
-        r.done(answer.status, now - origin, now - sent, &accepted, rejected);
-        if let (Some(tap), Some(key)) = (&c.lag, lag_sample) {
+        r.done(
+            answer.status,
+            now - origin,
+            now - sent,
+            &taken.accepted,
+            taken.rejected,
+        );
+        if let (Some(tap), Some(key)) = (&c.lag, taken.lag_sample) {
             sample_lag(shared, tap, key);
         }
         return;
+    }
+}
+
+/// The connection, opened when there is none; None (after a pause, the
+/// failure counted) when it cannot be opened.
+async fn connected<'a>(
+    shared: &Shared,
+    connection: &'a mut Option<Connection>,
+) -> Option<&'a mut Connection> {
+    if connection.is_none() {
+        match Connection::open(&shared.config.target).await {
+            Ok(conn) => *connection = Some(conn),
+            Err(_) => {
+                shared
+                    .recorder
+                    .transport_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return None;
+            }
+        }
+    }
+    connection.as_mut()
+}
+
+/// What a final answer says the gateway took.
+#[derive(Default)]
+struct Taken {
+    accepted: Vec<AcceptedEvent>,
+    rejected: u64,
+    /// An accepted event to measure the lag with.
+    lag_sample: Option<Uuid>,
+}
+
+impl Taken {
+    fn from_answer(
+        r: &Recorder,
+        answer: &Answer,
+        endpoint: Endpoint,
+        events: &[GeneratedEvent],
+    ) -> Self {
+        if answer.status == 200 && endpoint == Endpoint::LOGS {
+            Self::from_export(r, &answer.body, events)
+        } else if answer.status == 202 {
+            Self::from_accepted(&answer.body, events)
+        } else {
+            Taken::default()
+        }
+    }
+
+    /// An OTLP export's 200: every record by its dedup key, unless some
+    /// were refused (then none is checked end to end).
+    fn from_export(r: &Recorder, body: &[u8], events: &[GeneratedEvent]) -> Self {
+        let mut taken = Taken::default();
+        match otlp_rejected(body) {
+            Ok((0, _)) => {
+                taken.accepted = events
+                    .iter()
+                    .filter_map(|e| e.dedup_key)
+                    .map(|key| AcceptedEvent {
+                        id: key,
+                        dedup_key: key,
+                    })
+                    .collect();
+            }
+            Ok((n, reason)) => {
+                taken.rejected = n;
+                r.accepted_unattributed((events.len() as u64).saturating_sub(n));
+                static SAID: AtomicBool = AtomicBool::new(false);
+                if !SAID.swap(true, Ordering::Relaxed) {
+                    eprintln!(
+                        "eventline-load: {n} OTLP records refused ({reason}); the request's other records are not checked end to end"
+                    );
+                }
+            }
+            Err(error) => eprintln!("eventline-load: {error}"),
+        }
+        taken
+    }
+
+    /// A 202: the ids it gave the events it accepted.
+    fn from_accepted(body: &[u8], events: &[GeneratedEvent]) -> Self {
+        let mut taken = Taken::default();
+        match accepted_ids(body, events.len()) {
+            Ok((pairs, n)) => {
+                taken.rejected = n;
+                // Sample an event without an `event_id`: it is sent
+                // once and stored under the id the 202 gave it. (An
+                // event with one may be stored under the id of a
+                // re-send that overtook it, or be seen at once when
+                // it is itself a re-send.)
+                taken.lag_sample = pairs
+                    .iter()
+                    .find(|(i, _)| events[*i].dedup_key.is_none())
+                    .map(|&(_, id)| id);
+                taken.accepted = pairs
+                    .into_iter()
+                    .map(|(i, id)| AcceptedEvent {
+                        id,
+                        dedup_key: events[i].dedup_key.unwrap_or(id),
+                    })
+                    .collect();
+            }
+            Err(error) => eprintln!("eventline-load: {error}"),
+        }
+        taken
     }
 }
 

@@ -55,44 +55,17 @@ pub fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
 /// Runs the load and, with `--e2e`, the checks in PostgreSQL.
 pub async fn run(args: &RunArgs) -> anyhow::Result<Report> {
     let plan = plan(args)?;
-    let api_key = match (&args.api_key, &args.api_key_file) {
-        (Some(key), _) => Some(key.clone()),
-        (None, Some(path)) => Some(
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
-        ),
-        (None, None) => None,
-    };
+    let api_key = api_key(args)?;
     let target = Target::parse(&args.target, api_key.as_deref()).map_err(anyhow::Error::msg)?;
     let tag = run_tag();
     let services = event_gen::service_names(&tag, plan.shape.services);
     let since = Utc::now() - chrono::Duration::minutes(5);
 
-    let pool = match (&args.e2e, &args.database_url) {
-        (true, Some(url)) => Some(
-            sqlx::postgres::PgPoolOptions::new()
-                .max_connections(2)
-                .connect(url)
-                .await
-                .context("connecting to PostgreSQL for --e2e")?,
-        ),
-        _ => None,
-    };
+    let pool = e2e_pool(args).await?;
     let (lag, lag_task) = match &pool {
         Some(pool) => {
-            let (tx, rx) = mpsc::unbounded_channel();
-            let task = tokio::spawn(e2e::poll_lag(
-                pool.clone(),
-                rx,
-                args.lag_poll,
-                args.e2e_timeout,
-            ));
-            (
-                Some(LagTap {
-                    tx,
-                    every: args.lag_sample_every,
-                }),
-                Some(task),
-            )
+            let (tap, task) = tap_lag(pool, args);
+            (Some(tap), Some(task))
         }
         None => (None, None),
     };
@@ -140,6 +113,48 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<Report> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(report)
+}
+
+/// The API key: `--api-key`, or the contents of `--api-key-file`.
+fn api_key(args: &RunArgs) -> anyhow::Result<Option<String>> {
+    Ok(match (&args.api_key, &args.api_key_file) {
+        (Some(key), _) => Some(key.clone()),
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        ),
+        (None, None) => None,
+    })
+}
+
+/// With `--e2e` and a database URL, a small pool for the checks.
+async fn e2e_pool(args: &RunArgs) -> anyhow::Result<Option<sqlx::PgPool>> {
+    Ok(match (&args.e2e, &args.database_url) {
+        (true, Some(url)) => Some(
+            sqlx::postgres::PgPoolOptions::new()
+                .max_connections(2)
+                .connect(url)
+                .await
+                .context("connecting to PostgreSQL for --e2e")?,
+        ),
+        _ => None,
+    })
+}
+
+/// The tap the driver samples accepted events into, and the task that
+/// polls PostgreSQL until each sample is queryable.
+fn tap_lag(pool: &sqlx::PgPool, args: &RunArgs) -> (LagTap, tokio::task::JoinHandle<e2e::Lag>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(e2e::poll_lag(
+        pool.clone(),
+        rx,
+        args.lag_poll,
+        args.e2e_timeout,
+    ));
+    let tap = LagTap {
+        tx,
+        every: args.lag_sample_every,
+    };
+    (tap, task)
 }
 
 fn empty_totals() -> stats::Totals {

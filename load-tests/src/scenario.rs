@@ -246,33 +246,92 @@ pub struct ShapeOverrides {
     pub metadata: Option<crate::event_gen::MetadataKind>,
 }
 
+/// The scenario's events with the overrides applied, and the format (OTLP
+/// records all carry an `event_id`).
+fn resolve_shape(
+    scenario: &Scenario,
+    o: &Overrides,
+) -> Result<(EventShape, Format), ScenarioError> {
+    let invalid = |m: String| ScenarioError::Invalid(m);
+    let mut shape = scenario.events.clone();
+    let s = &o.shape;
+    shape.services = s.services.unwrap_or(shape.services);
+    shape.event_id_share = s.event_id_share.unwrap_or(shape.event_id_share);
+    shape.duplicate_share = s.duplicate_share.unwrap_or(shape.duplicate_share);
+    shape.message_median = s.message_median.unwrap_or(shape.message_median);
+    shape.metadata = s.metadata.unwrap_or(shape.metadata);
+    let format = o.format.or(scenario.format).unwrap_or_default();
+    if format == Format::Otlp {
+        // The answer names no ids: records are found by dedup key.
+        if let Some(share) = s.event_id_share.filter(|&share| share != 1.0) {
+            return Err(invalid(format!(
+                "event_id_share {share}: every OTLP record carries an event_id (log.record.uid)"
+            )));
+        }
+        shape.event_id_share = 1.0;
+    }
+    shape.check().map_err(invalid)?;
+    Ok((shape, format))
+}
+
+/// Closed loop for a duration, or open loop through the phases (one at
+/// `--rate` when given), scaled by `rate_scale`.
+fn resolve_pacing(
+    scenario: &Scenario,
+    o: &Overrides,
+    per_request: u32,
+) -> Result<Pacing, ScenarioError> {
+    let invalid = |m: String| ScenarioError::Invalid(m);
+    let duration = o.duration.or(scenario.duration.map(|d| d.0));
+    let mode =
+        o.mode
+            .or(scenario.mode)
+            .unwrap_or(if o.rate.is_some() || !scenario.phases.is_empty() {
+                Mode::Open
+            } else {
+                Mode::Closed
+            });
+    if mode == Mode::Closed {
+        return Ok(Pacing::Closed {
+            duration: duration.unwrap_or(Duration::from_secs(10)),
+        });
+    }
+    let mut phases = match o.rate {
+        // A rate on the command line: one phase at it.
+        Some(rate) => vec![Phase {
+            duration: TextDuration(duration.unwrap_or(Duration::from_secs(10))),
+            rate,
+        }],
+        None => scenario.phases.clone(),
+    };
+    if phases.is_empty() {
+        return Err(invalid(
+            "open loop needs a --rate or [[phases]] in the scenario".into(),
+        ));
+    }
+    let scale = o.rate_scale.unwrap_or(1.0);
+    for p in &mut phases {
+        p.rate *= scale;
+        if !(p.rate.is_finite() && p.rate > 0.0) {
+            return Err(invalid(format!(
+                "phase rate must be positive, not {}",
+                p.rate
+            )));
+        }
+    }
+    Ok(Pacing::Open {
+        schedule: Schedule::new(&phases, per_request),
+    })
+}
+
 impl Plan {
     pub fn resolve(scenario: &Scenario, o: &Overrides) -> Result<Self, ScenarioError> {
-        let invalid = |m: String| ScenarioError::Invalid(m);
-        let mut shape = scenario.events.clone();
-        let s = &o.shape;
-        shape.services = s.services.unwrap_or(shape.services);
-        shape.event_id_share = s.event_id_share.unwrap_or(shape.event_id_share);
-        shape.duplicate_share = s.duplicate_share.unwrap_or(shape.duplicate_share);
-        shape.message_median = s.message_median.unwrap_or(shape.message_median);
-        shape.metadata = s.metadata.unwrap_or(shape.metadata);
-        let format = o.format.or(scenario.format).unwrap_or_default();
-        if format == Format::Otlp {
-            // The answer names no ids: records are found by dedup key.
-            if let Some(share) = s.event_id_share.filter(|&share| share != 1.0) {
-                return Err(invalid(format!(
-                    "event_id_share {share}: every OTLP record carries an event_id (log.record.uid)"
-                )));
-            }
-            shape.event_id_share = 1.0;
-        }
-        shape.check().map_err(invalid)?;
-
+        let (shape, format) = resolve_shape(scenario, o)?;
         let batch_size = match o.batch_size.or(scenario.batch_size).unwrap_or(0) {
             0 => None,
             n @ 1..=1000 => Some(n),
             n => {
-                return Err(invalid(format!(
+                return Err(ScenarioError::Invalid(format!(
                     "batch_size {n} is over the gateway's 1000"
                 )));
             }
@@ -280,49 +339,11 @@ impl Plan {
         let per_request = batch_size.unwrap_or(1);
         let connections = o.connections.or(scenario.connections).unwrap_or(16);
         if connections == 0 {
-            return Err(invalid("connections must be at least 1".into()));
+            return Err(ScenarioError::Invalid(
+                "connections must be at least 1".into(),
+            ));
         }
-        let duration = o.duration.or(scenario.duration.map(|d| d.0));
-        let mode = o.mode.or(scenario.mode).unwrap_or(
-            if o.rate.is_some() || !scenario.phases.is_empty() {
-                Mode::Open
-            } else {
-                Mode::Closed
-            },
-        );
-        let pacing = match mode {
-            Mode::Closed => Pacing::Closed {
-                duration: duration.unwrap_or(Duration::from_secs(10)),
-            },
-            Mode::Open => {
-                let mut phases = match o.rate {
-                    // A rate on the command line: one phase at it.
-                    Some(rate) => vec![Phase {
-                        duration: TextDuration(duration.unwrap_or(Duration::from_secs(10))),
-                        rate,
-                    }],
-                    None => scenario.phases.clone(),
-                };
-                if phases.is_empty() {
-                    return Err(invalid(
-                        "open loop needs a --rate or [[phases]] in the scenario".into(),
-                    ));
-                }
-                let scale = o.rate_scale.unwrap_or(1.0);
-                for p in &mut phases {
-                    p.rate *= scale;
-                    if !(p.rate.is_finite() && p.rate > 0.0) {
-                        return Err(invalid(format!(
-                            "phase rate must be positive, not {}",
-                            p.rate
-                        )));
-                    }
-                }
-                Pacing::Open {
-                    schedule: Schedule::new(&phases, per_request),
-                }
-            }
-        };
+        let pacing = resolve_pacing(scenario, o, per_request)?;
         let max_requests = o
             .max_events
             .or(scenario.max_events)

@@ -12,8 +12,8 @@ use eventline_load::cli::{Cli, Command, RunArgs};
 use eventline_load::client::Target;
 use eventline_load::driver::{self, RunConfig};
 use eventline_shared::redis_keys::RedisKeys;
+use eventline_shared::testkit::serve::serve_args;
 use eventline_shared::{stream_codec, stream_reply, testkit};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -42,11 +42,10 @@ async fn gateway(extra: &[&str]) -> Gateway {
         "50",
     ];
     args.extend_from_slice(extra);
-    let config = ingest_gateway::config::Config::try_parse_from(args).expect("gateway config");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
     let shutdown = CancellationToken::new();
-    tokio::spawn(ingest_gateway::run(config, listener, shutdown.clone()));
+    let addr = serve_args(args, ingest_gateway::run, shutdown.clone())
+        .await
+        .addr;
     Gateway {
         addr,
         keys: RedisKeys::new(redis.redis_key_prefix.clone()),
@@ -65,17 +64,9 @@ fn run_args(gw: &Gateway, flags: &[&str]) -> RunArgs {
     }
 }
 
+/// Events on the stream (a request's events are one entry).
 async fn stream_len(gw: &Gateway) -> u64 {
-    let client = redis::Client::open(gw.redis_url.as_str()).expect("redis url");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
-    redis::cmd("XLEN")
-        .arg(gw.keys.stream(0))
-        .query_async(&mut conn)
-        .await
-        .expect("xlen")
+    stream_events(gw).await.len() as u64
 }
 
 #[tokio::test]
@@ -147,14 +138,14 @@ async fn stream_events(gw: &Gateway) -> Vec<(Uuid, eventline_shared::event::Enri
     stream_reply::entries("XRANGE", reply)
         .expect("entries")
         .iter()
-        .map(|entry| {
-            let event = stream_codec::decode(
+        .flat_map(|entry| {
+            stream_codec::decode(
                 entry.field(stream_codec::FIELD_VERSION),
                 entry.field(stream_codec::FIELD_EVENT),
             )
-            .expect("a decodable entry");
-            (event.dedup_key(), event)
+            .expect("a decodable entry")
         })
+        .map(|event| (event.dedup_key(), event))
         .collect()
 }
 

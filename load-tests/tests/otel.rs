@@ -10,21 +10,18 @@
 //! protobuf, protobuf + gzip, JSON, JSON + gzip.
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
-use clap::Parser;
-use eventline_shared::api_key::{self, KeyPepper, Scopes};
 use eventline_shared::redis_keys::{CONSUMER_GROUP, RedisKeys};
 use eventline_shared::stream_stats;
 use eventline_shared::testkit::http::request;
+use eventline_shared::testkit::python::Script;
+use eventline_shared::testkit::serve::{keyed_service_args, parse_args, serve, serve_args};
 use eventline_shared::testkit::{self, TestDatabase};
 use serde_json::{Map, Value, json};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-const PEPPER: &str = "otel-test-pepper-0123456789abcdef";
 /// The contract's longest service name.
 const MAX_SERVICE_LEN: usize = 100;
 
@@ -45,60 +42,26 @@ impl Drop for Stack {
     }
 }
 
-async fn listener() -> (TcpListener, SocketAddr) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    (listener, addr)
-}
-
 async fn stack() -> Stack {
     testkit::init_logging();
     let db = TestDatabase::migrated().await;
     let redis = testkit::redis_args();
     let redis_url = redis.redis_url.expose().to_owned();
     let prefix = redis.redis_key_prefix.clone();
-    let pepper: KeyPepper = PEPPER.parse().expect("pepper");
-    let (_, key) = api_key::create(
-        &db.pool,
-        &pepper,
-        "otel-sdk",
-        Scopes::parse_list("ingest,query").expect("scopes"),
-    )
-    .await
-    .expect("create key");
+    let key = testkit::try_create_key(&db.pool, "otel-sdk", "ingest,query")
+        .await
+        .expect("create key");
     let shutdown = CancellationToken::new();
 
-    let common = |program: &str| -> Vec<String> {
-        [
-            program,
-            "--redis-url",
-            &redis_url,
-            "--redis-key-prefix",
-            &prefix,
-            "--database-url",
-            &db.url,
-            "--key-pepper",
-            PEPPER,
-            "--key-cache-ttl",
-            "1",
-            "--shutdown-grace",
-            "2",
-        ]
-        .map(str::to_owned)
-        .to_vec()
-    };
+    let gateway = serve_args(
+        keyed_service_args("ingest-gateway", &redis, &db.url),
+        ingest_gateway::run,
+        shutdown.clone(),
+    )
+    .await
+    .addr;
 
-    let config = ingest_gateway::config::Config::try_parse_from(common("ingest-gateway"))
-        .expect("gateway config");
-    let (gateway_listener, gateway) = listener().await;
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        ingest_gateway::run(config, gateway_listener, stop)
-            .await
-            .expect("gateway runs");
-    });
-
-    let mut config = worker::config::Config::try_parse_from(["worker"]).expect("worker config");
+    let mut config: worker::config::Config = parse_args(["worker"]);
     config.redis = redis.clone();
     config.database = db.args();
     config.listen.shutdown_grace = Duration::from_secs(2);
@@ -106,18 +69,15 @@ async fn stack() -> Stack {
     let w = worker::Worker::start(config, registry)
         .await
         .expect("worker starts");
-    let (worker_listener, _) = listener().await;
-    tokio::spawn(worker::run(w, worker_listener, shutdown.clone()));
+    serve(w, worker::run, shutdown.clone()).await;
 
-    let config =
-        query_api::config::Config::try_parse_from(common("query-api")).expect("query-api config");
-    let (query_listener, query) = listener().await;
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        query_api::run(config, query_listener, stop)
-            .await
-            .expect("query-api runs");
-    });
+    let query = serve_args(
+        keyed_service_args("query-api", &redis, &db.url),
+        query_api::run,
+        shutdown.clone(),
+    )
+    .await
+    .addr;
 
     Stack {
         gateway,
@@ -142,21 +102,19 @@ struct Mode {
     int64_numbers: bool,
 }
 
-fn tools_python() -> String {
-    std::env::var("EVENTLINE_TOOLS_PYTHON").unwrap_or_else(|_| {
-        panic!(
-            "EVENTLINE_TOOLS_PYTHON is not set: run the tests with `make test`, which builds \
-             the tools virtualenv (load-tests/otel/requirements.txt: the OpenTelemetry SDK) \
-             and sets it (or EVENTLINE_TEST_CMD='cargo nextest run -p eventline-load --test \
-             otel' make test)"
-        )
-    })
+/// send_logs.py, run by the tools virtualenv's Python.
+fn send_logs() -> Script {
+    Script::new(
+        "EVENTLINE_TOOLS_PYTHON",
+        "the tools virtualenv (load-tests/otel/requirements.txt: the OpenTelemetry SDK)",
+        "EVENTLINE_TEST_CMD='cargo nextest run -p eventline-load --test otel' make test",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/otel/send_logs.py"),
+    )
 }
 
 /// Runs send_logs.py against the stack's gateway; its JSON summary.
-async fn send(python: &str, stack: &Stack, mode: &Mode) -> Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/otel/send_logs.py");
-    let mut cmd = tokio::process::Command::new(python);
+async fn send(mut script: Script, stack: &Stack, mode: &Mode) -> Value {
+    let cmd = script.command();
     // Nothing from the caller's OpenTelemetry set-up may leak in.
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("OTEL_") {
@@ -169,8 +127,7 @@ async fn send(python: &str, stack: &Stack, mode: &Mode) -> Value {
     } else {
         format!("x-api-key={}", stack.key)
     };
-    cmd.arg(script)
-        .args(["--service", mode.service, "--encoding", mode.encoding])
+    cmd.args(["--service", mode.service, "--encoding", mode.encoding])
         .args([
             "--int64",
             if mode.int64_numbers {
@@ -188,23 +145,16 @@ async fn send(python: &str, stack: &Stack, mode: &Mode) -> Value {
             "OTEL_EXPORTER_OTLP_COMPRESSION",
             if mode.gzip { "gzip" } else { "none" },
         )
-        .env("OTEL_EXPORTER_OTLP_TIMEOUT", "10")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
-        .await
-        .expect("send_logs.py finishes within 2 minutes")
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+        .env("OTEL_EXPORTER_OTLP_TIMEOUT", "10");
+    let out = script.run(Duration::from_secs(120)).await;
     assert!(
         out.status.success(),
-        "send_logs.py failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-        out.status
+        "send_logs.py failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        out.stdout,
+        out.stderr
     );
-    serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("summary is not JSON ({e}):\n{stdout}\n--- stderr\n{stderr}"))
+    out.summary()
 }
 
 /// The contract's service rule applied to `service.name`.
@@ -242,25 +192,28 @@ async fn events(stack: &Stack, service: &str, from: DateTime<Utc>) -> Vec<Value>
 
 /// Waits until the worker has delivered and acknowledged every entry.
 async fn wait_drained(stack: &Stack) {
-    let mut conn = redis::Client::open(stack.redis_url.as_str())
+    let conn = redis::Client::open(stack.redis_url.as_str())
         .expect("redis url")
         .get_multiplexed_async_connection()
         .await
         .expect("redis");
     let stream = stack.keys.stream(0);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let stats = stream_stats::shard_stats(&mut conn, &stream, CONSUMER_GROUP)
-            .await
-            .expect("stream stats");
-        if stats.pending == 0 && stats.lag == Some(0) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "stream not drained in 30 s: {stats:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let drained = testkit::poll(
+        Duration::from_secs(30),
+        || {
+            let mut conn = conn.clone();
+            let stream = &stream;
+            async move {
+                stream_stats::shard_stats(&mut conn, stream, CONSUMER_GROUP)
+                    .await
+                    .expect("stream stats")
+            }
+        },
+        |stats| stats.pending == 0 && stats.lag == Some(0),
+    )
+    .await;
+    if let Err(stats) = drained {
+        panic!("stream not drained in 30 s: {stats:?}");
     }
 }
 
@@ -349,10 +302,10 @@ fn message_matches(body: &Value, message: &str) -> bool {
 }
 
 async fn check(mode: Mode) {
-    let python = tools_python();
+    let script = send_logs();
     let stack = stack().await;
     let started = Utc::now() - TimeDelta::hours(1);
-    let summary = send(&python, &stack, &mode).await;
+    let summary = send(script, &stack, &mode).await;
     let dump = || serde_json::to_string_pretty(&summary).unwrap_or_default();
 
     // What the SDK did and what the gateway answered.
@@ -441,12 +394,12 @@ async fn check(mode: Mode) {
 
     // What the query-api reads back, once the worker has stored it all.
     let service = service_of(mode.service);
-    let mut stored = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while stored.len() < records.len() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        stored = events(&stack, &service, started).await;
-    }
+    let _ = testkit::poll(
+        Duration::from_secs(30),
+        || events(&stack, &service, started),
+        |stored| stored.len() >= records.len(),
+    )
+    .await;
     wait_drained(&stack).await;
     let stored = events(&stack, &service, started).await;
 

@@ -124,7 +124,7 @@ impl EnrichedEvent {
 /// Invariant: the same fields in the same order, with the same serde
 /// attributes, as [`EnrichedEvent`], so both read the same wire format (a
 /// test in `stream_codec` decodes one's encoding as the other).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnrichedEventRef<'a> {
     pub id: Uuid,
     pub service: &'a str,
@@ -145,6 +145,20 @@ impl EnrichedEventRef<'_> {
     /// See [`EnrichedEvent::dedup_key`].
     pub fn dedup_key(&self) -> Uuid {
         dedup_key(self.service, self.event_id, self.id)
+    }
+
+    /// The event with its strings copied.
+    pub fn into_owned(self) -> EnrichedEvent {
+        EnrichedEvent {
+            id: self.id,
+            service: self.service.to_owned(),
+            message: self.message.to_owned(),
+            ts: self.ts,
+            ingested_at: self.ingested_at,
+            event_id: self.event_id.map(str::to_owned),
+            metadata: self.metadata.map(str::to_owned),
+            request_id: self.request_id.map(str::to_owned),
+        }
     }
 }
 

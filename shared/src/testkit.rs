@@ -6,6 +6,8 @@
 
 pub mod cluster;
 pub mod http;
+pub mod python;
+pub mod serve;
 pub mod servers;
 
 use std::str::FromStr;
@@ -14,7 +16,15 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Executor, PgPool};
 
+use crate::api_key::{self, ApiKeyError, KeyPepper, Scopes};
 use crate::config::{DatabaseArgs, LogFormat, RedisArgs, SecretUrl, TelemetryArgs};
+
+/// The `KEY_PEPPER` of every test service (`--key-pepper`): the keys of
+/// [`create_key`] authenticate against a service started with it.
+pub const PEPPER: &str = "eventline-test-pepper-0123456789abcdef";
+
+/// How often [`wait_until`] and [`poll`] try again.
+const POLL_EVERY: Duration = Duration::from_millis(50);
 
 fn env_or_explain(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
@@ -40,6 +50,61 @@ pub fn init_logging() {
             log_filter: std::env::var("TEST_LOG").unwrap_or_else(|_| "debug".into()),
         });
     }
+}
+
+/// [`PEPPER`], parsed.
+pub fn pepper() -> KeyPepper {
+    PEPPER.parse().expect("the test pepper is long enough")
+}
+
+/// Stores a new key named `name` with `scopes` (`ingest,query`), hashed with
+/// [`PEPPER`]; its plaintext.
+pub async fn try_create_key(
+    pool: &PgPool,
+    name: &str,
+    scopes: &str,
+) -> Result<String, ApiKeyError> {
+    let (_, key) = api_key::create(pool, &pepper(), name, Scopes::parse_list(scopes)?).await?;
+    Ok(key)
+}
+
+/// [`try_create_key`] named `test`; panics when it fails. A service sees the
+/// key after its next key reload.
+pub async fn create_key(pool: &PgPool, scopes: &str) -> String {
+    try_create_key(pool, "test", scopes)
+        .await
+        .expect("create key")
+}
+
+/// Calls `probe` every 50 ms until `done` holds for what it returns or
+/// `timeout` has passed: `Ok` with the value that satisfied it, or `Err`
+/// with the last one (for the test's failure message).
+pub async fn poll<T, P, Fut, D>(timeout: Duration, mut probe: P, mut done: D) -> Result<T, T>
+where
+    P: FnMut() -> Fut,
+    Fut: Future<Output = T>,
+    D: FnMut(&T) -> bool,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let value = probe().await;
+        if done(&value) {
+            return Ok(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(value);
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+/// Waits until `check` holds, polling every 50 ms; false on timeout.
+pub async fn wait_until<F, Fut>(timeout: Duration, check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    poll(timeout, check, |ok| *ok).await.is_ok()
 }
 
 /// A database of its own for one test.

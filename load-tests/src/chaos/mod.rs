@@ -238,6 +238,34 @@ fn default_bin_dir() -> Result<PathBuf, ChaosError> {
     Ok(dir)
 }
 
+/// The scratch directory, and whether it is a temporary one of this run.
+fn scratch_dir(args: &ChaosArgs) -> (PathBuf, bool) {
+    match &args.dir {
+        Some(dir) => (dir.clone(), false),
+        None => (
+            std::env::temp_dir().join(eventline_shared::testkit::unique_name("eventline-chaos")),
+            true,
+        ),
+    }
+}
+
+fn stack_options(
+    args: &ChaosArgs,
+    timing: &Timing,
+    dir: PathBuf,
+) -> Result<StackOptions, ChaosError> {
+    Ok(StackOptions {
+        bin_dir: match &args.bin_dir {
+            Some(d) => d.clone(),
+            None => default_bin_dir()?,
+        },
+        dir,
+        workers: args.workers.max(1),
+        high_water: timing.high_water,
+        worker_env: timing.worker_env(),
+    })
+}
+
 /// Runs every scenario on one stack and returns what happened.
 pub async fn run(args: &ChaosArgs) -> Result<Summary, ChaosError> {
     let timing = Timing::new(args.quick, args.window);
@@ -249,23 +277,8 @@ pub async fn run(args: &ChaosArgs) -> Result<Summary, ChaosError> {
     } else {
         args.scenarios.clone()
     };
-    let (dir, temp) = match &args.dir {
-        Some(dir) => (dir.clone(), false),
-        None => (
-            std::env::temp_dir().join(eventline_shared::testkit::unique_name("eventline-chaos")),
-            true,
-        ),
-    };
-    let options = StackOptions {
-        bin_dir: match &args.bin_dir {
-            Some(d) => d.clone(),
-            None => default_bin_dir()?,
-        },
-        dir: dir.clone(),
-        workers: args.workers.max(1),
-        high_water: timing.high_water,
-        worker_env: timing.worker_env(),
-    };
+    let (dir, temp) = scratch_dir(args);
+    let options = stack_options(args, &timing, dir.clone())?;
     eprintln!(
         "chaos: {} scenarios, {} workers, {rate} events/s for {} s each; data and logs in {}",
         kinds.len(),
@@ -278,37 +291,16 @@ pub async fn run(args: &ChaosArgs) -> Result<Summary, ChaosError> {
         stack.redis.keep_data();
         stack.pg.keep_data();
     }
-    let mut outcomes = Vec::new();
-    let mut failure = None;
     // SIGINT or SIGTERM ends the run with the servers and services stopped
     // (their owners dropped) rather than left behind.
     let interrupted = eventline_shared::shutdown::on_signal()
         .map_err(|e| ChaosError::io("installing signal handlers", e))?;
-    for (i, kind) in kinds.iter().enumerate() {
-        eprintln!(
-            "chaos: scenario {} ({}/{})",
-            kind.name(),
-            i + 1,
-            kinds.len()
-        );
-        let result = tokio::select! {
-            r = run_scenario(&mut stack, *kind, &timing, rate, args.seed + i as u64) => r,
-            () = interrupted.cancelled() => Err(ChaosError::Setup("interrupted".into())),
-        };
-        match result {
-            Ok(outcome) => {
-                eprintln!(
-                    "chaos: {}: {} accepted, {} lost, {} duplicated",
-                    outcome.scenario, outcome.accepted, outcome.lost, outcome.duplicated
-                );
-                outcomes.push(outcome);
-            }
-            Err(e) => {
-                failure = Some(e);
-                break;
-            }
-        }
-    }
+    let load = Load {
+        timing: &timing,
+        rate,
+        seed: args.seed,
+    };
+    let (outcomes, failure) = run_scenarios(&mut stack, &kinds, &load, &interrupted).await;
     // Ends the signal watcher's task.
     interrupted.cancel();
     let stopped = stack.stop().await;
@@ -342,18 +334,58 @@ pub async fn run(args: &ChaosArgs) -> Result<Summary, ChaosError> {
     Ok(summary)
 }
 
-async fn run_scenario(
+/// The load every scenario runs under: its timing, rate, and the seed of
+/// the first scenario (the next ones count up from it).
+struct Load<'a> {
+    timing: &'a Timing,
+    rate: f64,
+    seed: u64,
+}
+
+/// The scenarios one after the other until one fails or the run is
+/// interrupted: the outcomes so far, and the error that ended them.
+async fn run_scenarios(
     stack: &mut Stack,
+    kinds: &[Kind],
+    load: &Load<'_>,
+    interrupted: &CancellationToken,
+) -> (Vec<Outcome>, Option<ChaosError>) {
+    let mut outcomes = Vec::new();
+    for (i, kind) in kinds.iter().enumerate() {
+        eprintln!(
+            "chaos: scenario {} ({}/{})",
+            kind.name(),
+            i + 1,
+            kinds.len()
+        );
+        let seed = load.seed + i as u64;
+        let result = tokio::select! {
+            r = run_scenario(stack, *kind, load.timing, load.rate, seed) => r,
+            () = interrupted.cancelled() => Err(ChaosError::Setup("interrupted".into())),
+        };
+        match result {
+            Ok(outcome) => {
+                eprintln!(
+                    "chaos: {}: {} accepted, {} lost, {} duplicated",
+                    outcome.scenario, outcome.accepted, outcome.lost, outcome.duplicated
+                );
+                outcomes.push(outcome);
+            }
+            Err(e) => return (outcomes, Some(e)),
+        }
+    }
+    (outcomes, None)
+}
+
+/// The arguments of the scenario's load: open loop at `rate` for the
+/// window, every event with an `event_id`, checked end to end.
+fn load_args(
+    stack: &Stack,
     kind: Kind,
     timing: &Timing,
     rate: f64,
     seed: u64,
-) -> Result<Outcome, ChaosError> {
-    let probe = probe::Probe::new(&stack.redis.url(), &stack.database_url).await?;
-    let dlq_before = probe.dlq_len().await.unwrap_or(0);
-    let stop_watch = CancellationToken::new();
-    let watcher = tokio::spawn(probe.clone().longest_stall(stop_watch.clone()));
-
+) -> Result<Box<crate::cli::RunArgs>, ChaosError> {
     let window = timing.window.as_secs().to_string();
     let rate_arg = format!("{rate}");
     let seed_arg = seed.to_string();
@@ -398,21 +430,17 @@ async fn run_scenario(
     else {
         return Err(ChaosError::Load("not a run command".into()));
     };
-    let load = tokio::spawn(async move { crate::run(&run_args).await });
+    Ok(run_args)
+}
 
-    let started = Instant::now();
-    let faults = scenario::inject(stack, kind, timing, seed, started).await;
-    let last_fault_end = Instant::now();
-    let faults = faults?;
-    eprintln!(
-        "chaos:   faults over at {:.1} s",
-        (last_fault_end - started).as_secs_f64()
-    );
-
-    // Drained: every entry delivered and acked, within 60 s of the last
-    // fault (and once the load has stopped, so that "empty" is not a
-    // moment between two batches).
-    let load_end = started + timing.window;
+/// When the stream drained: every entry delivered and acked, within 60 s of
+/// the last fault (and once the load has stopped at `load_end`, so that
+/// "empty" is not a moment between two batches). None when it did not.
+async fn drained_at(
+    probe: &probe::Probe,
+    load_end: Instant,
+    last_fault_end: Instant,
+) -> Option<Instant> {
     tokio::time::sleep_until(load_end).await;
     let drained_at = probe
         .wait_drained(last_fault_end + Duration::from_secs(60))
@@ -425,7 +453,44 @@ async fn run_scenario(
         ),
         Err(b) => eprintln!("chaos:   NOT drained within 60 s of the last fault: {b:?}"),
     }
-    let drained_at = drained_at.ok();
+    drained_at.ok()
+}
+
+/// What a scenario measured, beside the load's report.
+struct Measured {
+    faults: Vec<String>,
+    dead_lettered: u64,
+    longest_stall: Duration,
+    load_end: Instant,
+    last_fault_end: Instant,
+    drained_at: Option<Instant>,
+}
+
+async fn run_scenario(
+    stack: &mut Stack,
+    kind: Kind,
+    timing: &Timing,
+    rate: f64,
+    seed: u64,
+) -> Result<Outcome, ChaosError> {
+    let probe = probe::Probe::new(&stack.redis.url(), &stack.database_url).await?;
+    let dlq_before = probe.dlq_len().await.unwrap_or(0);
+    let stop_watch = CancellationToken::new();
+    let watcher = tokio::spawn(probe.clone().longest_stall(stop_watch.clone()));
+
+    let run_args = load_args(stack, kind, timing, rate, seed)?;
+    let load = tokio::spawn(async move { crate::run(&run_args).await });
+
+    let started = Instant::now();
+    let faults = scenario::inject(stack, kind, timing, seed, started).await;
+    let last_fault_end = Instant::now();
+    let faults = faults?;
+    eprintln!(
+        "chaos:   faults over at {:.1} s",
+        (last_fault_end - started).as_secs_f64()
+    );
+    let load_end = started + timing.window;
+    let drained_at = drained_at(&probe, load_end, last_fault_end).await;
 
     let report = load
         .await
@@ -435,6 +500,24 @@ async fn run_scenario(
     stop_watch.cancel();
     let longest_stall = watcher.await.unwrap_or_default();
     let dlq_after = probe.dlq_len().await.unwrap_or(dlq_before);
+    let measured = Measured {
+        faults,
+        dead_lettered: dlq_after.saturating_sub(dlq_before),
+        longest_stall,
+        load_end,
+        last_fault_end,
+        drained_at,
+    };
+    outcome(kind, timing, report, measured)
+}
+
+/// The scenario's outcome from the load's report and what it measured.
+fn outcome(
+    kind: Kind,
+    timing: &Timing,
+    report: crate::stats::Report,
+    m: Measured,
+) -> Result<Outcome, ChaosError> {
     let e2e = report
         .e2e
         .ok_or_else(|| ChaosError::Load("no end-to-end check".into()))?;
@@ -455,18 +538,18 @@ async fn run_scenario(
         scenario: kind.name().into(),
         expected_dead_letters,
         max_stall_seconds: max_stall,
-        faults,
+        faults: m.faults,
         accepted: e2e.expected,
         stored: e2e.stored,
         lost: e2e.lost,
         duplicated: e2e.duplicates,
         unexpected: e2e.unexpected,
-        dead_lettered: dlq_after.saturating_sub(dlq_before),
+        dead_lettered: m.dead_lettered,
         retried_429_503: retried,
         transport_errors: report.transport_errors,
         abandoned: report.abandoned,
-        longest_stall_seconds: longest_stall.as_secs_f64(),
-        drained_after_seconds: drained_at.map(|at| (at - last_fault_end).as_secs_f64()),
-        drained_after_load_seconds: drained_at.map(|at| (at - load_end).as_secs_f64()),
+        longest_stall_seconds: m.longest_stall.as_secs_f64(),
+        drained_after_seconds: m.drained_at.map(|at| (at - m.last_fault_end).as_secs_f64()),
+        drained_after_load_seconds: m.drained_at.map(|at| (at - m.load_end).as_secs_f64()),
     })
 }

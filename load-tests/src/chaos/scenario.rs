@@ -161,6 +161,19 @@ fn secs(d: Duration) -> String {
     }
 }
 
+/// When the load started and when the faults strike, for the log lines.
+struct Clock {
+    started: Instant,
+    onset: Instant,
+}
+
+impl Clock {
+    /// `i` as time since the load started.
+    fn at(&self, i: Instant) -> String {
+        secs(i - self.started)
+    }
+}
+
 /// Injects `kind`'s faults on `stack` (the load started at `started`);
 /// returns a line per fault. Every fault is undone before it returns, also
 /// on error where that is possible.
@@ -171,127 +184,163 @@ pub async fn inject(
     seed: u64,
     started: Instant,
 ) -> Result<Vec<String>, ChaosError> {
-    let mut log = Vec::new();
-    let onset = started + t.onset();
-    sleep_until(onset).await;
-    let at = |i: Instant| secs(i - started);
-    match kind {
-        Kind::WorkerKill => {
-            let mut rng = Rng::new(seed);
-            let end = started + t.window - t.window / 5;
-            let (lo, hi) = t.kill_every;
-            let mut kills = 0;
-            while Instant::now() < end {
-                let i = rng.below(stack.workers.len() as u64) as usize;
-                let w = &mut stack.workers[i];
-                w.kill().await?;
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                w.restart().await?;
-                kills += 1;
-                let gap = lo + (hi - lo).mul_f64(rng.unit());
-                tokio::time::sleep(gap).await;
-            }
-            log.push(format!(
-                "{kills} SIGKILLs of a random worker between {} and {}, each started again 0.3 s later",
-                at(onset),
-                at(Instant::now())
-            ));
-        }
-        Kind::PostgresStop => {
-            block(|| stack.pg.down())?;
-            tokio::time::sleep(t.postgres_down).await;
-            block(|| stack.pg.up())?;
-            log.push(format!(
-                "PostgreSQL stopped (immediate) at {} for {}",
-                at(onset),
-                secs(t.postgres_down)
-            ));
-        }
-        Kind::RedisKill => {
-            let killed = Instant::now();
-            block(|| stack.redis.kill())?;
-            block(|| stack.redis.up())?;
-            log.push(format!(
-                "Redis SIGKILLed at {}, started again from its AOF in {}",
-                at(killed),
-                secs(killed.elapsed())
-            ));
-        }
-        Kind::RedisFreeze => {
-            stack.redis.freeze()?;
-            tokio::time::sleep(t.redis_frozen).await;
-            stack.redis.thaw()?;
-            log.push(format!(
-                "Redis frozen (SIGSTOP) at {} for {}",
-                at(onset),
-                secs(t.redis_frozen)
-            ));
-        }
-        Kind::GatewayRestart => {
-            stack.gateway.kill().await?;
-            tokio::time::sleep(t.gateway_down).await;
-            stack.gateway.restart().await?;
-            log.push(format!(
-                "gateway SIGKILLed at {}, started again after {} (up in {})",
-                at(onset),
-                secs(t.gateway_down),
-                secs(onset.elapsed() - t.gateway_down)
-            ));
-        }
-        Kind::Network => {
-            stack.proxy.set(Fault::Cut);
-            tokio::time::sleep(t.network_cut).await;
-            stack.proxy.set(Fault::Latency(t.latency));
-            tokio::time::sleep(t.network_slow).await;
-            stack.proxy.set(Fault::None);
-            let (_, cut) = stack.proxy.counts();
-            log.push(format!(
-                "worker↔PostgreSQL cut at {} for {} ({cut} connections dropped or refused), then {} ms each way for {}",
-                at(onset),
-                secs(t.network_cut),
-                t.latency.as_millis(),
-                secs(t.network_slow)
-            ));
-        }
-        Kind::Poison => {
-            let client = redis::Client::open(stack.redis.url())?;
-            let mut conn = client.get_multiplexed_async_connection().await?;
-            let stream = eventline_shared::redis_keys::RedisKeys::new(String::new()).stream(0);
-            for round in 0..t.poison_rounds {
-                let mut pipe = redis::pipe();
-                for fields in poison_entries(round)? {
-                    let cmd = pipe.cmd("XADD").arg(&stream).arg("*");
-                    for (k, v) in fields {
-                        cmd.arg(k).arg(v);
-                    }
-                    cmd.ignore();
-                }
-                let () = pipe.query_async(&mut conn).await?;
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            log.push(format!(
-                "{} poison entries written straight into the stream from {}, {POISON_PER_ROUND} a second",
-                t.poison_rounds * POISON_PER_ROUND,
-                at(onset)
-            ));
-        }
-        Kind::Overload => {
-            let frozen = freeze_workers(stack, "STOP");
-            if let Err(e) = frozen {
-                let _ = freeze_workers(stack, "CONT");
-                return Err(e);
-            }
-            tokio::time::sleep(t.workers_frozen).await;
-            freeze_workers(stack, "CONT")?;
-            log.push(format!(
-                "every worker frozen (SIGSTOP) at {} for {}, stream high-water mark {}",
-                at(onset),
-                secs(t.workers_frozen),
-                t.high_water
-            ));
-        }
+    let clock = Clock {
+        started,
+        onset: started + t.onset(),
+    };
+    sleep_until(clock.onset).await;
+    let line = match kind {
+        Kind::WorkerKill => kill_workers(stack, t, seed, &clock).await?,
+        Kind::PostgresStop => stop_postgres(stack, t, &clock).await?,
+        Kind::RedisKill => kill_redis(stack, &clock)?,
+        Kind::RedisFreeze => freeze_redis(stack, t, &clock).await?,
+        Kind::GatewayRestart => restart_gateway(stack, t, &clock).await?,
+        Kind::Network => degrade_network(stack, t, &clock).await,
+        Kind::Poison => write_poison(stack, t, &clock).await?,
+        Kind::Overload => freeze_every_worker(stack, t, &clock).await?,
+    };
+    Ok(vec![line])
+}
+
+/// A random worker SIGKILLed and started again 0.3 s later, every few
+/// seconds until the last fifth of the window.
+async fn kill_workers(
+    stack: &mut Stack,
+    t: &Timing,
+    seed: u64,
+    clock: &Clock,
+) -> Result<String, ChaosError> {
+    let mut rng = Rng::new(seed);
+    let end = clock.started + t.window - t.window / 5;
+    let (lo, hi) = t.kill_every;
+    let mut kills = 0;
+    while Instant::now() < end {
+        let i = rng.below(stack.workers.len() as u64) as usize;
+        let w = &mut stack.workers[i];
+        w.kill().await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        w.restart().await?;
+        kills += 1;
+        let gap = lo + (hi - lo).mul_f64(rng.unit());
+        tokio::time::sleep(gap).await;
     }
-    Ok(log)
+    Ok(format!(
+        "{kills} SIGKILLs of a random worker between {} and {}, each started again 0.3 s later",
+        clock.at(clock.onset),
+        clock.at(Instant::now())
+    ))
+}
+
+async fn stop_postgres(stack: &mut Stack, t: &Timing, clock: &Clock) -> Result<String, ChaosError> {
+    block(|| stack.pg.down())?;
+    tokio::time::sleep(t.postgres_down).await;
+    block(|| stack.pg.up())?;
+    Ok(format!(
+        "PostgreSQL stopped (immediate) at {} for {}",
+        clock.at(clock.onset),
+        secs(t.postgres_down)
+    ))
+}
+
+fn kill_redis(stack: &mut Stack, clock: &Clock) -> Result<String, ChaosError> {
+    let killed = Instant::now();
+    block(|| stack.redis.kill())?;
+    block(|| stack.redis.up())?;
+    Ok(format!(
+        "Redis SIGKILLed at {}, started again from its AOF in {}",
+        clock.at(killed),
+        secs(killed.elapsed())
+    ))
+}
+
+async fn freeze_redis(stack: &mut Stack, t: &Timing, clock: &Clock) -> Result<String, ChaosError> {
+    stack.redis.freeze()?;
+    tokio::time::sleep(t.redis_frozen).await;
+    stack.redis.thaw()?;
+    Ok(format!(
+        "Redis frozen (SIGSTOP) at {} for {}",
+        clock.at(clock.onset),
+        secs(t.redis_frozen)
+    ))
+}
+
+async fn restart_gateway(
+    stack: &mut Stack,
+    t: &Timing,
+    clock: &Clock,
+) -> Result<String, ChaosError> {
+    stack.gateway.kill().await?;
+    tokio::time::sleep(t.gateway_down).await;
+    stack.gateway.restart().await?;
+    Ok(format!(
+        "gateway SIGKILLed at {}, started again after {} (up in {})",
+        clock.at(clock.onset),
+        secs(t.gateway_down),
+        secs(clock.onset.elapsed() - t.gateway_down)
+    ))
+}
+
+/// The proxy between the workers and PostgreSQL cuts, then delays.
+async fn degrade_network(stack: &mut Stack, t: &Timing, clock: &Clock) -> String {
+    stack.proxy.set(Fault::Cut);
+    tokio::time::sleep(t.network_cut).await;
+    stack.proxy.set(Fault::Latency(t.latency));
+    tokio::time::sleep(t.network_slow).await;
+    stack.proxy.set(Fault::None);
+    let (_, cut) = stack.proxy.counts();
+    format!(
+        "worker↔PostgreSQL cut at {} for {} ({cut} connections dropped or refused), then {} ms each way for {}",
+        clock.at(clock.onset),
+        secs(t.network_cut),
+        t.latency.as_millis(),
+        secs(t.network_slow)
+    )
+}
+
+/// A round of [`poison_entries`] XADDed straight into the stream every
+/// second.
+async fn write_poison(stack: &mut Stack, t: &Timing, clock: &Clock) -> Result<String, ChaosError> {
+    let client = redis::Client::open(stack.redis.url())?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let stream = eventline_shared::redis_keys::RedisKeys::new(String::new()).stream(0);
+    for round in 0..t.poison_rounds {
+        let mut pipe = redis::pipe();
+        for fields in poison_entries(round)? {
+            let cmd = pipe.cmd("XADD").arg(&stream).arg("*");
+            for (k, v) in fields {
+                cmd.arg(k).arg(v);
+            }
+            cmd.ignore();
+        }
+        let () = pipe.query_async(&mut conn).await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Ok(format!(
+        "{} poison entries written straight into the stream from {}, {POISON_PER_ROUND} a second",
+        t.poison_rounds * POISON_PER_ROUND,
+        clock.at(clock.onset)
+    ))
+}
+
+/// Every worker frozen, so the stream grows past its high-water mark.
+async fn freeze_every_worker(
+    stack: &mut Stack,
+    t: &Timing,
+    clock: &Clock,
+) -> Result<String, ChaosError> {
+    let frozen = freeze_workers(stack, "STOP");
+    if let Err(e) = frozen {
+        let _ = freeze_workers(stack, "CONT");
+        return Err(e);
+    }
+    tokio::time::sleep(t.workers_frozen).await;
+    freeze_workers(stack, "CONT")?;
+    Ok(format!(
+        "every worker frozen (SIGSTOP) at {} for {}, stream high-water mark {}",
+        clock.at(clock.onset),
+        secs(t.workers_frozen),
+        t.high_water
+    ))
 }
 
 /// A stream entry's fields, as raw bytes.
@@ -299,7 +348,7 @@ type RawEntry = Vec<(&'static str, Vec<u8>)>;
 
 /// One round of entries no worker can store.
 fn poison_entries(round: u64) -> Result<Vec<RawEntry>, ChaosError> {
-    use eventline_shared::stream_codec::{self, FIELD_EVENT, FIELD_VERSION, FORMAT_VERSION_STR};
+    use eventline_shared::stream_codec::{self, FIELD_EVENT, FIELD_VERSION, FORMAT_V1};
     let now = chrono::Utc::now();
     let event = |message: &str, metadata: &str| eventline_shared::EnrichedEvent {
         id: uuid::Uuid::now_v7(),
@@ -314,7 +363,7 @@ fn poison_entries(round: u64) -> Result<Vec<RawEntry>, ChaosError> {
     let encode = |e| {
         stream_codec::encode(&e).map_err(|e| ChaosError::Setup(format!("encoding poison: {e}")))
     };
-    let v = (FIELD_VERSION, FORMAT_VERSION_STR.as_bytes().to_vec());
+    let v = (FIELD_VERSION, FORMAT_V1.as_bytes().to_vec());
     Ok(vec![
         vec![v.clone(), (FIELD_EVENT, b"\xc1\xc1 not msgpack".to_vec())],
         vec![v.clone()],

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use eventline_shared::api_key::{self, KeyPepper, Scopes};
+use eventline_shared::testkit;
 use eventline_shared::testkit::servers::{self, LocalPostgres, LocalRedis};
 use tokio::process::{Child, Command};
 
@@ -143,9 +143,6 @@ pub struct Stack {
     pub database_url: String,
 }
 
-/// The throwaway stack's key pepper (its keys and database die with it).
-const PEPPER: &str = "chaos-stack-pepper-0123456789abcdef";
-
 fn free_addr() -> Result<SocketAddr, ChaosError> {
     Ok(SocketAddr::from(([127, 0, 0, 1], servers::free_port()?)))
 }
@@ -159,6 +156,75 @@ fn binary(bin_dir: &Path, name: &str) -> Result<PathBuf, ChaosError> {
     }
 }
 
+/// What every service is given: the Redis and PostgreSQL to use, JSON logs
+/// at `warn`.
+fn common_env(redis_url: &str, db_url: &str) -> Vec<(String, String)> {
+    [
+        ("REDIS_URL", redis_url.to_owned()),
+        ("DATABASE_URL", db_url.to_owned()),
+        ("LOG_FORMAT", "json".into()),
+        ("RUST_LOG", "warn".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// The gateway's: keys with the test pepper, the high-water mark, and rate
+/// limits no load of the runner reaches.
+fn gateway_env(redis_url: &str, db_url: &str, high_water: u64) -> Vec<(String, String)> {
+    let mut env = common_env(redis_url, db_url);
+    env.extend(
+        [
+            // The test pepper: the stack's keys and database die with it.
+            ("KEY_PEPPER", testkit::PEPPER.to_owned()),
+            ("STREAM_HIGH_WATER", high_water.to_string()),
+            ("RATE_LIMIT_KEY_PER_SECOND", "100000000".into()),
+            ("RATE_LIMIT_KEY_BURST", "100000000".into()),
+            ("RATE_LIMIT_IP_PER_SECOND", "100000000".into()),
+            ("RATE_LIMIT_IP_BURST", "100000000".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    env
+}
+
+/// Migrates the database at `url` and creates the load's ingest key.
+async fn prepare_database(url: &str) -> Result<String, ChaosError> {
+    let pool = sqlx::PgPool::connect(url).await.map_err(ChaosError::Db)?;
+    eventline_shared::schema::migrate(&pool)
+        .await
+        .map_err(|e| ChaosError::Setup(format!("migrations: {e}")))?;
+    let api_key = testkit::try_create_key(&pool, "chaos", "ingest")
+        .await
+        .map_err(|e| ChaosError::Setup(e.to_string()))?;
+    pool.close().await;
+    Ok(api_key)
+}
+
+impl Service {
+    /// A service not started yet, its health port a free one.
+    fn new(
+        name: String,
+        bin: PathBuf,
+        env: Vec<(String, String)>,
+        log: PathBuf,
+        consumer_base: Option<String>,
+    ) -> Result<Self, ChaosError> {
+        Ok(Service {
+            name,
+            bin,
+            env,
+            log,
+            consumer_base,
+            starts: 0,
+            child: None,
+            health: free_addr()?,
+        })
+    }
+}
+
 impl Stack {
     pub async fn start(o: &StackOptions) -> Result<Self, ChaosError> {
         let gateway_bin = binary(&o.bin_dir, "ingest-gateway")?;
@@ -169,75 +235,34 @@ impl Stack {
         let redis = LocalRedis::start_in(o.dir.join("redis"), "everysec")?;
         let pg = LocalPostgres::start_in(o.dir.join("pg"))?;
         let database_url = pg.url();
-        let pool = sqlx::PgPool::connect(&database_url)
-            .await
-            .map_err(ChaosError::Db)?;
-        eventline_shared::schema::migrate(&pool)
-            .await
-            .map_err(|e| ChaosError::Setup(format!("migrations: {e}")))?;
-        let pepper: KeyPepper = PEPPER.parse().map_err(ChaosError::Setup)?;
-        let scopes = Scopes::parse_list("ingest").map_err(|e| ChaosError::Setup(e.to_string()))?;
-        let (_, api_key) = api_key::create(&pool, &pepper, "chaos", scopes)
-            .await
-            .map_err(|e| ChaosError::Setup(e.to_string()))?;
-        pool.close().await;
+        let api_key = prepare_database(&database_url).await?;
 
         let pg_addr = SocketAddr::from(([127, 0, 0, 1], pg.port));
         let proxy = Proxy::start(pg_addr)
             .await
             .map_err(|e| ChaosError::io("starting the proxy", e))?;
 
-        let common = |db_url: &str| -> Vec<(String, String)> {
-            [
-                ("REDIS_URL", redis.url()),
-                ("DATABASE_URL", db_url.to_owned()),
-                ("LOG_FORMAT", "json".into()),
-                ("RUST_LOG", "warn".into()),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect()
-        };
-        let mut gateway_env = common(&database_url);
-        gateway_env.extend(
-            [
-                ("KEY_PEPPER", PEPPER.to_owned()),
-                ("STREAM_HIGH_WATER", o.high_water.to_string()),
-                ("RATE_LIMIT_KEY_PER_SECOND", "100000000".into()),
-                ("RATE_LIMIT_KEY_BURST", "100000000".into()),
-                ("RATE_LIMIT_IP_PER_SECOND", "100000000".into()),
-                ("RATE_LIMIT_IP_BURST", "100000000".into()),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v)),
-        );
-        let mut gateway = Service {
-            name: "gateway".into(),
-            bin: gateway_bin,
-            env: gateway_env,
-            log: o.dir.join("logs/gateway.log"),
-            consumer_base: None,
-            starts: 0,
-            child: None,
-            health: free_addr()?,
-        };
+        let mut gateway = Service::new(
+            "gateway".into(),
+            gateway_bin,
+            gateway_env(&redis.url(), &database_url, o.high_water),
+            o.dir.join("logs/gateway.log"),
+            None,
+        )?;
         gateway.start().await?;
 
         let proxied = format!("postgres://postgres@{}/postgres", proxy.addr);
         let mut workers = Vec::new();
         for i in 0..o.workers {
-            let mut env = common(&proxied);
+            let mut env = common_env(&redis.url(), &proxied);
             env.extend(o.worker_env.iter().cloned());
-            let mut w = Service {
-                name: format!("worker-{i}"),
-                bin: worker_bin.clone(),
+            let mut w = Service::new(
+                format!("worker-{i}"),
+                worker_bin.clone(),
                 env,
-                log: o.dir.join(format!("logs/worker-{i}.log")),
-                consumer_base: Some(format!("chaos-w{i}")),
-                starts: 0,
-                child: None,
-                health: free_addr()?,
-            };
+                o.dir.join(format!("logs/worker-{i}.log")),
+                Some(format!("chaos-w{i}")),
+            )?;
             w.start().await?;
             workers.push(w);
         }

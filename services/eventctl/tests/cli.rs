@@ -3,9 +3,7 @@
 use clap::Parser;
 use eventctl::{Cli, run};
 use eventline_shared::api_key::{self, Scope};
-use eventline_shared::testkit::TestDatabase;
-
-const PEPPER: &str = "eventctl-test-pepper-0123456789abcdef";
+use eventline_shared::testkit::{self, PEPPER, TestDatabase};
 
 async fn eventctl(db: &TestDatabase, args: &[&str]) -> Result<String, eventctl::CtlError> {
     let mut argv = vec!["eventctl", "--database-url", &db.url];
@@ -56,7 +54,7 @@ async fn migrate_then_create_list_and_revoke_a_key() {
     assert_eq!(out.lines().count(), 1, "only the key is printed");
 
     // The printed key is found by its hash.
-    let pepper = PEPPER.parse().unwrap();
+    let pepper = testkit::pepper();
     let auth = api_key::authenticate(&db.pool, &pepper, key)
         .await
         .unwrap()
@@ -87,32 +85,25 @@ async fn migrate_then_create_list_and_revoke_a_key() {
     ));
 }
 
+/// `eventctl keys create --name x --scopes <scopes> --key-pepper <pepper>`, parsed.
+fn parse_create(scopes: &str, pepper: &str) -> Result<Cli, clap::Error> {
+    Cli::try_parse_from([
+        "eventctl",
+        "keys",
+        "create",
+        "--name",
+        "x",
+        "--scopes",
+        scopes,
+        "--key-pepper",
+        pepper,
+    ])
+}
+
 #[test]
 fn bad_scopes_and_short_peppers_are_refused_before_connecting() {
-    let err = Cli::try_parse_from([
-        "eventctl",
-        "keys",
-        "create",
-        "--name",
-        "x",
-        "--scopes",
-        "root",
-        "--key-pepper",
-        PEPPER,
-    ])
-    .unwrap_err();
+    let err = parse_create("root", PEPPER).unwrap_err();
     assert!(err.to_string().contains("unknown scope"), "{err}");
-    let err = Cli::try_parse_from([
-        "eventctl",
-        "keys",
-        "create",
-        "--name",
-        "x",
-        "--scopes",
-        "ingest",
-        "--key-pepper",
-        "short",
-    ])
-    .unwrap_err();
+    let err = parse_create("ingest", "short").unwrap_err();
     assert!(err.to_string().contains("KEY_PEPPER"), "{err}");
 }

@@ -17,13 +17,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json};
 use chrono::Utc;
+use eventline_shared::ValidEvent;
 use eventline_shared::api_key::{Authenticated, Scope};
 use eventline_shared::health::Health;
 use eventline_shared::http_error;
 use eventline_shared::key_store::{KeyStore, presented_key};
 use eventline_shared::request_id::{self, RequestId};
 use eventline_shared::validate::{self, EventLimits};
-use eventline_shared::{EnrichedEvent, ValidEvent};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
@@ -35,7 +35,7 @@ use crate::config::HttpArgs;
 use crate::error::{ApiError, Rejected};
 use crate::metrics::Metrics;
 use crate::otlp;
-use crate::publish::{Encoded, PublishError, Publisher};
+use crate::publish::{Entry as StreamEntry, PublishError, Publisher};
 use crate::rate_limit::{RateLimiter, Subject};
 
 /// Everything a request needs, shared by all of them.
@@ -210,39 +210,33 @@ impl AppState {
         .await
     }
 
-    fn encode(&self, event: &EnrichedEvent, dedup_key: Uuid) -> Result<Encoded, ApiError> {
-        Encoded::new(event, dedup_key, self.publisher.shards()).map_err(|error| {
-            tracing::error!(%error, "cannot encode an event");
-            ApiError::Internal
-        })
+    fn encode_failed(error: eventline_shared::stream_codec::EncodeError) -> ApiError {
+        tracing::error!(%error, "cannot encode an event");
+        ApiError::Internal
     }
 
     /// Charges the key for the request's events, appends them, counts them.
     async fn send(
         &self,
         identity: Option<&Arc<Authenticated>>,
-        outgoing: &Outgoing,
+        entry: StreamEntry,
     ) -> Result<(), ApiError> {
-        self.limit_key(identity, outgoing.encoded.len())?;
-        self.publish(&outgoing.encoded).await?;
-        self.metrics
-            .events_accepted
-            .inc_by(outgoing.encoded.len() as u64);
+        let events = entry.len();
+        self.limit_key(identity, events as usize)?;
+        self.publish(entry).await?;
+        self.backlog.record_entry(events);
+        self.metrics.events_accepted.inc_by(u64::from(events));
         Ok(())
     }
 
-    async fn publish(&self, encoded: &[Encoded]) -> Result<(), ApiError> {
-        self.publisher.publish(encoded).await.map_err(|e| match e {
+    async fn publish(&self, entry: StreamEntry) -> Result<(), ApiError> {
+        self.publisher.publish(entry).await.map_err(|e| match e {
             PublishError::BreakerOpen { retry_after } => ApiError::Unavailable { retry_after },
             PublishError::Redis(error) => {
                 tracing::error!(%error, "XADD failed");
                 ApiError::Unavailable {
                     retry_after: Duration::from_secs(1),
                 }
-            }
-            PublishError::Encode(error) => {
-                tracing::error!(%error, "cannot encode an event");
-                ApiError::Internal
             }
         })
     }
@@ -282,12 +276,14 @@ async fn ingest_one(
         }
         event.set_event_id(key);
     }
-    state.limit_key(identity.as_ref(), 1)?;
-    let enriched = event.enrich(now, Some(request_id.0));
+    let enriched = event.enrich(now, None);
     let id = enriched.id;
-    let encoded = state.encode(&enriched, enriched.dedup_key())?;
-    state.publish(std::slice::from_ref(&encoded)).await?;
-    state.metrics.events_accepted.inc();
+    let mut entry =
+        StreamEntry::new(&request_id.0, bytes.len()).map_err(AppState::encode_failed)?;
+    entry
+        .push(&enriched, enriched.dedup_key(), state.publisher.shards())
+        .map_err(AppState::encode_failed)?;
+    state.send(identity.as_ref(), entry).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Accepted {
@@ -313,13 +309,13 @@ async fn ingest_batch(
     state.metrics.batch_size.observe(items.len() as f64);
 
     let now = Utc::now();
-    let mut outgoing = Outgoing::with_capacity(items.len());
+    let mut outgoing = Outgoing::new(&request_id, items.len(), bytes.len())?;
     let mut rejected = Vec::new();
     let mut first_error = None;
     for (index, item) in items.into_iter().enumerate() {
         let result = item.and_then(|text| validate::parse_event_str(text, &state.limits, now));
         match result {
-            Ok(event) => outgoing.push(&state, event, now, &request_id)?,
+            Ok(event) => outgoing.push(&state, event, now)?,
             Err(e) => {
                 state.reject(e.code.as_str());
                 rejected.push(Rejected {
@@ -332,7 +328,7 @@ async fn ingest_batch(
             }
         }
     }
-    if outgoing.encoded.is_empty() {
+    if outgoing.entry.is_empty() {
         return Err(match first_error {
             Some((index, first)) => ApiError::NoValidEvent {
                 index,
@@ -342,12 +338,13 @@ async fn ingest_batch(
             None => ApiError::Internal,
         });
     }
-    state.send(identity.as_ref(), &outgoing).await?;
+    let ids = outgoing.ids;
+    state.send(identity.as_ref(), outgoing.entry).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Accepted {
-            accepted: outgoing.ids.len(),
-            ids: outgoing.ids,
+            accepted: ids.len(),
+            ids,
             rejected: Some(rejected),
         }),
     )
@@ -358,7 +355,7 @@ async fn ingest_batch(
 /// each in request order, and each event with an `event_id` sent once.
 struct Outgoing {
     ids: Vec<Uuid>,
-    encoded: Vec<Encoded>,
+    entry: StreamEntry,
     /// Events of this request by dedup key, for the ones with an
     /// `event_id`: a repeat within the request is the same event, answered
     /// with the first one's id (the id that will find the stored row) and
@@ -367,12 +364,13 @@ struct Outgoing {
 }
 
 impl Outgoing {
-    fn with_capacity(events: usize) -> Self {
-        Self {
+    /// For `events` events of about `bytes` in all.
+    fn new(request_id: &RequestId, events: usize, bytes: usize) -> Result<Self, ApiError> {
+        Ok(Self {
             ids: Vec::with_capacity(events),
-            encoded: Vec::with_capacity(events),
+            entry: StreamEntry::new(&request_id.0, bytes).map_err(AppState::encode_failed)?,
             keyed: HashMap::new(),
-        }
+        })
     }
 
     fn push(
@@ -380,9 +378,9 @@ impl Outgoing {
         state: &AppState,
         event: ValidEvent,
         now: chrono::DateTime<Utc>,
-        request_id: &RequestId,
     ) -> Result<(), ApiError> {
-        let enriched = event.enrich(now, Some(request_id.0.clone()));
+        // The request id is the entry's, written once.
+        let enriched = event.enrich(now, None);
         let dedup_key = enriched.dedup_key();
         if enriched.event_id.is_some() {
             match self.keyed.entry(dedup_key) {
@@ -396,8 +394,9 @@ impl Outgoing {
             }
         }
         self.ids.push(enriched.id);
-        self.encoded.push(state.encode(&enriched, dedup_key)?);
-        Ok(())
+        self.entry
+            .push(&enriched, dedup_key, state.publisher.shards())
+            .map_err(AppState::encode_failed)
     }
 }
 
@@ -453,12 +452,12 @@ async fn export_logs(
             .with_label_values(&[code.as_str()])
             .inc_by(*n);
     }
-    let mut outgoing = Outgoing::with_capacity(mapped.events.len());
+    let mut outgoing = Outgoing::new(request_id, mapped.events.len(), bytes.len())?;
     for event in std::mem::take(&mut mapped.events) {
-        outgoing.push(state, event, now, request_id)?;
+        outgoing.push(state, event, now)?;
     }
-    if !outgoing.encoded.is_empty() {
-        state.send(identity.as_ref(), &outgoing).await?;
+    if !outgoing.entry.is_empty() {
+        state.send(identity.as_ref(), outgoing.entry).await?;
     }
     Ok(otlp::accepted(encoding, &mapped))
 }
@@ -466,14 +465,18 @@ async fn export_logs(
 /// `GET /health/buffer`: stream depth against the high-water mark; 503 when over.
 async fn buffer(State(state): State<Shared>) -> Response {
     let backlog = &state.backlog;
-    let max = backlog.max_length();
+    let events = backlog.max_events();
     let over = backlog.is_over();
     let body = serde_json::json!({
         "status": if over { "over_high_water" } else { "ok" },
-        "stream_length": max,
+        // Events in the longest shard (its entries times the mean
+        // events per entry), what `STREAM_HIGH_WATER` is compared with.
+        "stream_length": events,
+        "stream_entries": backlog.max_length(),
         "shards": backlog.lengths(),
+        "events_per_entry": backlog.events_per_entry(),
         "high_water": backlog.high_water(),
-        "utilization": max as f64 / backlog.high_water().max(1) as f64,
+        "utilization": events as f64 / backlog.high_water().max(1) as f64,
     });
     let status = if over {
         StatusCode::SERVICE_UNAVAILABLE

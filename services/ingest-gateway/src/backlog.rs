@@ -2,10 +2,18 @@
 //! pipelined round trip) a few times a second; requests compare the cached
 //! value with `STREAM_HIGH_WATER` and answer 429 when the workers are behind,
 //! instead of growing Redis without bound. No request pays a Redis call for it.
+//!
+//! A stream entry is one request (format 2), and `STREAM_HIGH_WATER` counts
+//! events: the events waiting are estimated as the longest shard's entries
+//! times the mean events per entry of the requests this gateway wrote
+//! lately, a mean that follows larger requests at once and smaller ones
+//! slowly, so the estimate errs high (ADR 0002).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use eventline_shared::stream_codec::EventsPerEntry;
 
 use crate::Context;
 use crate::config::StreamArgs;
@@ -18,6 +26,8 @@ pub struct Backlog {
     dead_letters: AtomicU64,
     high_water: u64,
     refresh: Duration,
+    /// Mean events per entry of the requests written.
+    events_per_entry: EventsPerEntry,
 }
 
 impl Backlog {
@@ -30,7 +40,23 @@ impl Backlog {
             dead_letters: AtomicU64::new(0),
             high_water: stream.stream_high_water,
             refresh: stream.stream_length_refresh,
+            events_per_entry: EventsPerEntry::default(),
         }
+    }
+
+    /// Counts an entry of `events` events into the mean.
+    pub fn record_entry(&self, events: u32) {
+        self.events_per_entry.observe(1, events as usize);
+    }
+
+    /// The mean events per entry written lately (at least 1).
+    pub fn events_per_entry(&self) -> f64 {
+        self.events_per_entry.get()
+    }
+
+    /// The events waiting in the longest shard, estimated.
+    pub fn max_events(&self) -> u64 {
+        self.events_per_entry.events_in(self.max_length())
     }
 
     /// The longest shard, as last read.
@@ -58,7 +84,7 @@ impl Backlog {
     }
 
     pub fn is_over(&self) -> bool {
-        self.max_length() > self.high_water
+        self.max_events() > self.high_water
     }
 
     /// How long a client should wait before retrying: the refresh period,

@@ -13,8 +13,9 @@
 //!   each event within the contract's limits and decodable from the stream.
 
 use chrono::SubsecRound;
+use eventline_shared::EnrichedEvent;
 use eventline_shared::ValidEvent;
-use eventline_shared::stream_codec::{decode, decode_ref, encode};
+use eventline_shared::stream_codec::{EntryWriter, decode, decode_ref, encode};
 use eventline_shared::validate::{EventLimits, parse_event, parse_event_str};
 
 use crate::batch;
@@ -47,24 +48,32 @@ pub fn batch_split(data: &[u8]) {
 }
 
 pub fn stream_decode(data: &[u8]) {
-    let in_place = decode_ref(Some(b"1"), Some(data));
-    match (decode(Some(b"1"), Some(data)), in_place) {
-        (Ok(event), Ok(borrowed)) => assert_eq!(borrowed, event.as_ref()),
-        (Err(_), Err(_)) => {}
-        (owned, borrowed) => panic!(
-            "the decoders disagree: owned {:?}, in place {:?}",
-            owned.map(|_| ()),
-            borrowed.map(|_| ())
-        ),
-    }
-    if let Ok(event) = decode(Some(b"1"), Some(data)) {
-        let Ok(bytes) = encode(&event) else {
-            panic!("a decoded event does not encode");
+    for version in [&b"1"[..], b"2"] {
+        let in_place = decode_ref(Some(version), Some(data));
+        let events = match (decode(Some(version), Some(data)), in_place) {
+            (Ok(events), Ok(borrowed)) => {
+                assert!(!events.is_empty(), "an entry decodes to at least one event");
+                let owned: Vec<_> = events.iter().map(EnrichedEvent::as_ref).collect();
+                assert_eq!(borrowed, owned);
+                events
+            }
+            (Err(_), Err(_)) => continue,
+            (owned, borrowed) => panic!(
+                "the decoders disagree: owned {:?}, in place {:?}",
+                owned.map(|_| ()),
+                borrowed.map(|_| ())
+            ),
         };
-        let Ok(again) = decode(Some(b"1"), Some(&bytes)) else {
-            panic!("a re-encoded event does not decode");
-        };
-        assert_eq!(again, event);
+        // Each event survives being re-encoded alone, as a dead letter is.
+        for event in events {
+            let Ok(bytes) = encode(&event) else {
+                panic!("a decoded event does not encode");
+            };
+            let Ok(again) = decode(Some(b"1"), Some(&bytes)) else {
+                panic!("a re-encoded event does not decode");
+            };
+            assert_eq!(again, vec![event]);
+        }
     }
 }
 
@@ -124,14 +133,22 @@ fn check_otlp_event(event: ValidEvent, limits: &EventLimits, now: chrono::DateTi
         assert!(id.bytes().all(|b| (b' '..=b'~').contains(&b)));
     }
     // The stream keeps the receive time to the microsecond.
-    let enriched = event.enrich(now.trunc_subsecs(6), Some("fuzz".into()));
-    let Ok(bytes) = encode(&enriched) else {
+    let enriched = event.enrich(now.trunc_subsecs(6), None);
+    let encoded = EntryWriter::new(Some("fuzz"), 0).and_then(|mut entry| {
+        entry.push(&enriched)?;
+        Ok(entry.finish())
+    });
+    let Ok(bytes) = encoded else {
         panic!("a mapped event does not encode");
     };
-    let Ok(decoded) = decode(Some(b"1"), Some(&bytes)) else {
+    let Ok(decoded) = decode(Some(b"2"), Some(&bytes)) else {
         panic!("a mapped event does not decode from the stream");
     };
-    assert_eq!(decoded, enriched);
+    let expected = EnrichedEvent {
+        request_id: Some("fuzz".into()),
+        ..enriched
+    };
+    assert_eq!(decoded, vec![expected]);
 }
 
 /// No U+0000 in any key or string, and no deeper than `max_depth`.

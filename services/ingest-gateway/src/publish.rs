@@ -1,7 +1,8 @@
-//! Appending events to the ingest streams. One `XADD` for a single event; for
-//! a batch, one `MULTI … EXEC` pipeline, so a batch is on the stream entirely
-//! or not at all, in one round trip. The caller answers 202 only after this
-//! returns `Ok`: a 202 means the events are in Redis.
+//! Appending events to the ingest streams: one request's events are one
+//! stream entry (format 2, see `stream_codec`), written with one `XADD`, so
+//! a batch is on the stream entirely or not at all, on one key. The caller
+//! answers 202 only after this returns `Ok`: a 202 means the events are in
+//! Redis.
 //!
 //! Requests are multiplexed over a few auto-reconnecting connections, each
 //! with a response timeout, behind a circuit breaker.
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use eventline_shared::EnrichedEvent;
 use eventline_shared::config::RedisArgs;
 use eventline_shared::redis_keys::shard_of;
-use eventline_shared::stream_codec::{self, FIELD_EVENT, FIELD_VERSION, FORMAT_VERSION_STR};
+use eventline_shared::stream_codec::{self, EntryWriter, FIELD_EVENT, FIELD_VERSION, FORMAT_V2};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use uuid::Uuid;
 
@@ -25,8 +26,6 @@ pub enum PublishError {
     BreakerOpen { retry_after: Duration },
     #[error("Redis call failed: {0}")]
     Redis(#[from] redis::RedisError),
-    #[error(transparent)]
-    Encode(#[from] stream_codec::EncodeError),
 }
 
 pub struct Publisher {
@@ -37,24 +36,45 @@ pub struct Publisher {
     ctx: Arc<Context>,
 }
 
-/// An event encoded for its shard.
-pub struct Encoded {
-    shard: u32,
-    payload: Vec<u8>,
+/// One request's events on their way to one stream entry.
+pub struct Entry {
+    writer: EntryWriter,
+    /// The first event's shard (by its dedup key): a request of one event
+    /// lands where it always did, and requests spread over the shards.
+    shard: Option<u32>,
 }
 
-impl Encoded {
-    /// `event`, whose dedup key (`event.dedup_key()`, a hash when it has
-    /// an `event_id`) the caller has already computed, on its shard.
-    pub fn new(
+impl Entry {
+    /// An empty entry for the request `request_id`, with room for about
+    /// `bytes` of events.
+    pub fn new(request_id: &str, bytes: usize) -> Result<Self, stream_codec::EncodeError> {
+        Ok(Self {
+            writer: EntryWriter::new(Some(request_id), bytes)?,
+            shard: None,
+        })
+    }
+
+    /// Appends `event`, whose dedup key (`event.dedup_key()`, a hash when
+    /// it has an `event_id`) the caller has already computed.
+    pub fn push(
+        &mut self,
         event: &EnrichedEvent,
         dedup_key: Uuid,
         shards: u32,
-    ) -> Result<Self, stream_codec::EncodeError> {
-        Ok(Self {
-            shard: shard_of(dedup_key, shards),
-            payload: stream_codec::encode(event)?,
-        })
+    ) -> Result<(), stream_codec::EncodeError> {
+        self.writer.push(event)?;
+        self.shard
+            .get_or_insert_with(|| shard_of(dedup_key, shards));
+        Ok(())
+    }
+
+    /// Events in the entry.
+    pub fn len(&self) -> u32 {
+        self.writer.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.writer.is_empty()
     }
 }
 
@@ -95,24 +115,27 @@ impl Publisher {
         self.connections[i].clone()
     }
 
-    /// Appends the events; `Ok` means every one of them is in Redis.
-    pub async fn publish(&self, events: &[Encoded]) -> Result<(), PublishError> {
+    /// Appends the entry; `Ok` means every one of its events is in Redis.
+    /// An empty entry writes nothing.
+    pub async fn publish(&self, entry: Entry) -> Result<(), PublishError> {
+        let Some(shard) = entry.shard else {
+            return Ok(());
+        };
         let breaker = &self.ctx.breaker;
         breaker
             .allow()
             .map_err(|retry_after| PublishError::BreakerOpen { retry_after })?;
         let mut conn = self.connection();
         let started = Instant::now();
-        let result = if let [one] = events {
-            self.xadd(one).exec_async(&mut conn).await
-        } else {
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            for event in events {
-                pipe.add_command(self.xadd(event)).ignore();
-            }
-            pipe.exec_async(&mut conn).await
-        };
+        let result = redis::cmd("XADD")
+            .arg(self.ctx.keys.stream(shard))
+            .arg("*")
+            .arg(FIELD_VERSION)
+            .arg(FORMAT_V2)
+            .arg(FIELD_EVENT)
+            .arg(entry.writer.finish())
+            .exec_async(&mut conn)
+            .await;
         self.ctx
             .metrics
             .redis_duration
@@ -127,16 +150,5 @@ impl Publisher {
                 Err(e.into())
             }
         }
-    }
-
-    fn xadd(&self, event: &Encoded) -> redis::Cmd {
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(self.ctx.keys.stream(event.shard))
-            .arg("*")
-            .arg(FIELD_VERSION)
-            .arg(FORMAT_VERSION_STR)
-            .arg(FIELD_EVENT)
-            .arg(&event.payload);
-        cmd
     }
 }

@@ -79,8 +79,18 @@ fn raw<'a>(entry: &'a StreamId, field: &str) -> Option<&'a [u8]> {
     }
 }
 
-fn decode(entry: &StreamId) -> Result<EnrichedEvent, stream_codec::DecodeError> {
-    stream_codec::decode(raw(entry, FIELD_VERSION), raw(entry, FIELD_EVENT))
+/// The letter's event. The worker dead-letters events one by one, so a
+/// letter that decodes holds one; an entry of several (written by hand)
+/// is shown as not replayable rather than replayed in part.
+fn decode(entry: &StreamId) -> Result<EnrichedEvent, String> {
+    let mut events = stream_codec::decode(raw(entry, FIELD_VERSION), raw(entry, FIELD_EVENT))
+        .map_err(|e| e.to_string())?;
+    match events.len() {
+        1 => Ok(events.remove(0)),
+        n => Err(format!(
+            "the entry holds {n} events; a dead letter holds one"
+        )),
+    }
 }
 
 /// A stream entry id, `<ms>-<seq>`.
@@ -131,7 +141,7 @@ fn event_json(event: &EnrichedEvent) -> serde_json::Value {
 fn describe(entry: &StreamId) -> DeadLetterOut {
     let (event, decode_error) = match decode(entry) {
         Ok(event) => (Some(event_json(&event)), None),
-        Err(e) => (None, Some(e.to_string())),
+        Err(e) => (None, Some(e)),
     };
     DeadLetterOut {
         id: entry.id.clone(),
@@ -369,7 +379,7 @@ async fn replay_entry(
         Err(e) => {
             outcome.not_replayable.push(NotReplayable {
                 id: entry.id.clone(),
-                error: e.to_string(),
+                error: e,
             });
             return Ok(());
         }

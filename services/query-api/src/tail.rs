@@ -29,6 +29,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use eventline_shared::EnrichedEvent;
 use eventline_shared::api_key::Authenticated;
 use eventline_shared::stream_codec::{self, FIELD_EVENT, FIELD_VERSION};
 use eventline_shared::stream_reply::StreamId;
@@ -256,36 +257,44 @@ impl Reader {
                     Some(Value::BulkString(b)) => Some(b.as_slice()),
                     _ => None,
                 };
-                let event = match stream_codec::decode(field(FIELD_VERSION), field(FIELD_EVENT)) {
-                    Ok(event) => event,
+                let events = match stream_codec::decode(field(FIELD_VERSION), field(FIELD_EVENT)) {
+                    Ok(events) => events,
                     Err(error) => {
                         tracing::debug!(%error, id = entry.id, "tail: skipping an undecodable entry");
                         continue;
                     }
                 };
-                if !self.services.is_empty() && !self.services.contains(&event.service) {
-                    continue;
-                }
-                let out = EventOut::from_stream(event);
-                let Ok(data) = serde_json::to_string(&out) else {
-                    continue;
-                };
-                let sse = Event::default()
-                    .event("event")
-                    .id(self.positions.join(","))
-                    .data(data);
-                // A client that stops reading fills the channel; shutdown
-                // must not wait for it.
-                let sent = tokio::select! {
-                    sent = self.tx.send(sse) => sent.is_ok(),
-                    () = self.state.shutdown.cancelled() => false,
-                };
-                if !sent {
-                    return false;
+                // A request's events share its entry's position: a client
+                // that reconnects resumes after the whole entry.
+                for event in events {
+                    if !self.send(event).await {
+                        return false;
+                    }
                 }
             }
         }
         true
+    }
+
+    /// Sends `event` when it passes the filter; false when the client is gone.
+    async fn send(&mut self, event: EnrichedEvent) -> bool {
+        if !self.services.is_empty() && !self.services.contains(&event.service) {
+            return true;
+        }
+        let out = EventOut::from_stream(event);
+        let Ok(data) = serde_json::to_string(&out) else {
+            return true;
+        };
+        let sse = Event::default()
+            .event("event")
+            .id(self.positions.join(","))
+            .data(data);
+        // A client that stops reading fills the channel; shutdown must not
+        // wait for it.
+        tokio::select! {
+            sent = self.tx.send(sse) => sent.is_ok(),
+            () = self.state.shutdown.cancelled() => false,
+        }
     }
 }
 

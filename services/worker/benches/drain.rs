@@ -7,7 +7,9 @@
 //! EVENTLINE_TEST_CMD='cargo bench -p worker --bench drain' make test
 //! ```
 //!
-//! `BENCH_EVENTS` (default 1,000,000) events; `BENCH_RUNS` a comma-separated
+//! `BENCH_EVENTS` (default 1,000,000) events, in entries of
+//! `BENCH_EVENTS_PER_ENTRY` (default 100; 1 for single-event requests);
+//! `BENCH_RUNS` a comma-separated
 //! list of `<method>:<workers>:<batch size>[:<batches in flight>]` (in flight
 //! defaults to the worker's `MAX_IN_FLIGHT_BATCHES`) or
 //! `insert:<method>:<batch size>` (the insert path alone, no Redis) (default
@@ -51,21 +53,32 @@ fn events(n: usize) -> Vec<EnrichedEvent> {
         .collect()
 }
 
+/// Fills `stream` as the gateway would: requests of `BENCH_EVENTS_PER_ENTRY`
+/// events (default 100, a batched client), one format-2 entry each.
 async fn fill(
     conn: &mut redis::aio::MultiplexedConnection,
     stream: &str,
     events: &[EnrichedEvent],
 ) {
-    for chunk in events.chunks(2000) {
+    let per_entry: usize = std::env::var("BENCH_EVENTS_PER_ENTRY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let requests: Vec<&[EnrichedEvent]> = events.chunks(per_entry.max(1)).collect();
+    for chunk in requests.chunks(2000) {
         let mut pipe = redis::pipe();
-        for e in chunk {
+        for request in chunk {
+            let mut entry = stream_codec::EntryWriter::new(Some("bench"), 0).expect("encodes");
+            for e in *request {
+                entry.push(e).expect("encodes");
+            }
             pipe.cmd("XADD")
                 .arg(stream)
                 .arg("*")
                 .arg(stream_codec::FIELD_VERSION)
-                .arg(stream_codec::FORMAT_VERSION_STR)
+                .arg(stream_codec::FORMAT_V2)
                 .arg(stream_codec::FIELD_EVENT)
-                .arg(stream_codec::encode(e).expect("encodes"))
+                .arg(entry.finish())
                 .ignore();
         }
         pipe.query_async::<()>(conn).await.expect("XADD");

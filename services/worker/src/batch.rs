@@ -1,10 +1,12 @@
 //! One batch through steps 2–6 of the delivery protocol: decode, claim the
 //! dedup keys, insert (bisecting around rows PostgreSQL refuses), dead-letter
-//! what cannot be stored, and only then `XACK`.
+//! what cannot be stored, and only then `XACK`. An entry holds one event
+//! (format 1) or a request's events (format 2); each event goes through the
+//! steps on its own, and the entry is acked once all of them are through.
 //!
-//! Invariant: an entry is acked only once it is stored (committed), known
-//! to be a duplicate of an entry that holds its dedup claim, or written to
-//! the dead-letter stream. Transient failures are retried here until they
+//! Invariant: an entry is acked only once each of its events is stored
+//! (committed), known to be a duplicate of an entry that holds its dedup
+//! claim, or written to the dead-letter stream. Transient failures are retried here until they
 //! pass, never acked around; when the worker is stopping, a failing step
 //! gives up instead and leaves the whole batch pending, for another worker
 //! to claim (redelivery is safe at every step: claims are held by entry id,
@@ -45,14 +47,10 @@ pub struct Batch {
     pub entries: Vec<Entry>,
 }
 
-/// What the steps have decided for a batch's entries so far.
-struct Verdicts<'a> {
-    /// Entries done with: stored, duplicates, gone from the stream, or
-    /// dead-lettered (pushed only once their dead letter is written).
-    ack: Vec<&'a str>,
-    /// Entries to move to the dead-letter stream, with why.
-    letters: Vec<DeadLetter<'a>>,
-}
+/// Events and entries to move to the dead-letter stream, with why: what
+/// the steps decided cannot be stored. Everything else of the batch is
+/// stored or a duplicate by the time it is acked.
+type Letters<'a> = Vec<DeadLetter<'a>>;
 
 /// The rows whose dedup claims this batch holds, ready for the insert.
 struct Claimed<'a> {
@@ -66,7 +64,6 @@ struct Claimed<'a> {
 /// unless the process stops first.
 pub async fn process(state: &State, batch: Batch) {
     let Batch { stream, entries } = batch;
-    state.metrics.batch_size.observe(entries.len() as f64);
     let started = Utc::now();
     let heartbeat = Heartbeat::new(state, &stream, &entries);
     if run_steps(state, &heartbeat, &stream, &entries, started)
@@ -85,37 +82,38 @@ async fn run_steps(
     entries: &[Entry],
     started: DateTime<Utc>,
 ) -> Option<()> {
-    let mut verdicts = Verdicts {
-        ack: Vec::with_capacity(entries.len()),
-        letters: Vec::new(),
-    };
-    let decoded = decode(state, stream, entries, started, &mut verdicts);
+    let mut letters = Letters::new();
+    let decoded = decode(state, stream, entries, started, &mut letters);
+    state.metrics.batch_size.observe(decoded.len() as f64);
 
     // Step 2: the dedup claims.
-    let claimed = claim(state, entries, decoded, &mut verdicts).await?;
+    let claimed = claim(state, entries, decoded).await?;
     failpoint::hit("after_claim");
 
     // Step 3: the insert; rows PostgreSQL refuses come back one by one.
     let refused = insert_bisecting(state, heartbeat, &claimed.rows, claimed.kind).await?;
     failpoint::hit("after_commit");
-    let release = sort_inserted(stream, entries, &claimed, refused, started, &mut verdicts);
+    let release = sort_inserted(stream, entries, &claimed, refused, started, &mut letters);
 
     // Step 6: dead letters before their acks.
-    dead_letter_all(state, stream, &mut verdicts, &release).await?;
+    dead_letter_all(state, stream, &letters, &release).await?;
 
-    // Step 4: XACK, only now.
-    xack(state, stream, &verdicts.ack).await
+    // Step 4: XACK, only now: every event of every entry is through.
+    let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+    xack(state, stream, &ids).await
 }
 
-/// Decodes the entries that can still be stored; the rest go to `verdicts`
-/// (deleted from the stream: acked; over `MAX_DELIVERIES` or undecodable:
-/// dead-lettered). Returns each decoded event with its entry's index.
+/// Decodes the entries' events that can still be stored; the rest go to
+/// `letters` (over `MAX_DELIVERIES`: each event, or the entry when it does
+/// not decode; undecodable: the entry). Entries deleted from the stream
+/// hold nothing left to store. Returns each decoded event with its entry's
+/// index.
 fn decode<'a>(
     state: &State,
     stream: &str,
     entries: &'a [Entry],
     started: DateTime<Utc>,
-    verdicts: &mut Verdicts<'a>,
+    letters: &mut Letters<'a>,
 ) -> Vec<(usize, EventRow<'a>)> {
     let mut decoded = Vec::with_capacity(entries.len());
     for (i, entry) in entries.iter().enumerate() {
@@ -123,16 +121,18 @@ fn decode<'a>(
             state.metrics.redeliveries.inc();
         }
         if entry.is_deleted() {
-            // Pending but deleted from the stream: nothing left to store.
             tracing::warn!(
                 stream,
                 id = entry.id,
                 "pending entry no longer in the stream; acking it"
             );
-            verdicts.ack.push(&entry.id);
-        } else if entry.deliveries > state.config.max_deliveries {
-            verdicts.letters.push(DeadLetter {
+            continue;
+        }
+        let events = stream_codec::decode_ref(entry.field(FIELD_VERSION), entry.field(FIELD_EVENT));
+        if entry.deliveries > state.config.max_deliveries {
+            let letter = |event| DeadLetter {
                 entry,
+                event,
                 reason: DeadLetterReason::MaxDeliveries,
                 error: format!(
                     "delivered {} times (MAX_DELIVERIES is {})",
@@ -141,30 +141,36 @@ fn decode<'a>(
                 first_failure: StreamId::parse(&entry.id)
                     .and_then(StreamId::time)
                     .unwrap_or(started),
-            });
-        } else {
-            match stream_codec::decode_ref(entry.field(FIELD_VERSION), entry.field(FIELD_EVENT)) {
-                Ok(event) => decoded.push((i, EventRow::new(event))),
-                Err(e) => verdicts.letters.push(DeadLetter {
-                    entry,
-                    reason: DeadLetterReason::Decode,
-                    error: e.to_string(),
-                    first_failure: started,
-                }),
+            };
+            match events {
+                Ok(events) => letters.extend(events.into_iter().map(|e| letter(Some(e)))),
+                Err(_) => letters.push(letter(None)),
             }
+            continue;
+        }
+        match events {
+            Ok(events) => decoded.extend(events.into_iter().map(|e| (i, EventRow::new(e)))),
+            Err(e) => letters.push(DeadLetter {
+                entry,
+                event: None,
+                reason: DeadLetterReason::Decode,
+                error: e.to_string(),
+                first_failure: started,
+            }),
         }
     }
     decoded
 }
 
-/// Step 2: claims the decoded rows' dedup keys. Duplicates of an entry that
-/// holds the claim are acked; the rest are kept for the insert. `None` when
-/// the worker stopped while Redis kept failing.
+/// Step 2: claims the decoded rows' dedup keys, each for its entry (the
+/// gateway sends an `event_id` once per request, so the events of one entry
+/// have distinct keys). Duplicates of an entry that holds the claim are
+/// left out; the rest are kept for the insert. `None` when the worker
+/// stopped while Redis kept failing.
 async fn claim<'a>(
     state: &State,
     entries: &'a [Entry],
     decoded: Vec<(usize, EventRow<'a>)>,
-    verdicts: &mut Verdicts<'a>,
 ) -> Option<Claimed<'a>> {
     let keys: Vec<_> = decoded
         .iter()
@@ -184,10 +190,7 @@ async fn claim<'a>(
     };
     for ((i, row), claim) in decoded.into_iter().zip(claims) {
         match claim {
-            Claim::Duplicate => {
-                state.metrics.duplicates_claim.inc();
-                verdicts.ack.push(&entries[i].id);
-            }
+            Claim::Duplicate => state.metrics.duplicates_claim.inc(),
             Claim::OwnRedelivery | Claim::Claimed => {
                 if claim == Claim::OwnRedelivery {
                     claimed.kind = Rows::MayExist;
@@ -203,23 +206,21 @@ async fn claim<'a>(
     Some(claimed)
 }
 
-/// After the insert: refused rows become dead letters, the stored ones are
-/// to be acked. Returns the refused rows' dedup claims, to release.
+/// After the insert: refused rows become dead letters, each on its own.
+/// Returns the refused rows' dedup claims, to release.
 fn sort_inserted<'a>(
     stream: &str,
     entries: &'a [Entry],
     claimed: &Claimed<'a>,
     refused: Vec<(usize, String)>,
     started: DateTime<Utc>,
-    verdicts: &mut Verdicts<'a>,
+    letters: &mut Letters<'a>,
 ) -> Vec<(Uuid, &'a str)> {
     let Claimed {
         rows, row_entry, ..
     } = claimed;
-    let mut refused_rows = vec![false; rows.len()];
     let mut release = Vec::with_capacity(refused.len());
     for (r, error) in refused {
-        refused_rows[r] = true;
         let entry = &entries[row_entry[r]];
         tracing::warn!(
             stream,
@@ -229,61 +230,46 @@ fn sort_inserted<'a>(
             "event refused by PostgreSQL; dead-lettering it"
         );
         release.push((rows[r].dedup_key, entry.id.as_str()));
-        verdicts.letters.push(DeadLetter {
+        letters.push(DeadLetter {
             entry,
+            event: Some(rows[r].event),
             reason: DeadLetterReason::Data,
             error,
             first_failure: started,
         });
     }
-    verdicts.ack.extend(
-        row_entry
-            .iter()
-            .zip(&refused_rows)
-            .filter(|(_, refused)| !**refused)
-            .map(|(i, _)| entries[*i].id.as_str()),
-    );
     release
 }
 
-/// Step 6: writes the dead letters, then marks them to be acked and
-/// releases the refused rows' claims (not stored, so a later retry of the
-/// same event must be able to claim). `None` when the worker stopped while
-/// Redis kept failing.
-async fn dead_letter_all<'a>(
+/// Step 6: writes the dead letters, then releases the refused rows' claims
+/// (not stored, so a later retry of the same event must be able to claim).
+/// `None` when the worker stopped while Redis kept failing.
+async fn dead_letter_all(
     state: &State,
     stream: &str,
-    verdicts: &mut Verdicts<'a>,
+    letters: &Letters<'_>,
     release: &[(Uuid, &str)],
 ) -> Option<()> {
-    if verdicts.letters.is_empty() {
+    if letters.is_empty() {
         return Some(());
     }
-    let letters = &verdicts.letters;
     redis_retrying(state, "dead-letter", || {
         dead_letter::send(state, stream, letters)
     })
     .await?;
-    for letter in &verdicts.letters {
+    for letter in letters {
         state.metrics.dead_lettered(letter.reason).inc();
         if letter.reason != DeadLetterReason::Data {
-            // The request that sent it, when the payload still decodes
-            // (the refused rows' line above has it already).
-            let event = stream_codec::decode_ref(
-                letter.entry.field(FIELD_VERSION),
-                letter.entry.field(FIELD_EVENT),
-            )
-            .ok();
+            // The refused rows' line above has it already.
             tracing::warn!(
                 stream,
                 id = letter.entry.id,
-                request_id = event.as_ref().and_then(|e| e.request_id),
+                request_id = letter.event.and_then(|e| e.request_id),
                 reason = letter.reason.as_str(),
                 error = letter.error,
                 "entry dead-lettered"
             );
         }
-        verdicts.ack.push(&letter.entry.id);
     }
     redis_retrying(state, "dedup release", || dedup::release(state, release)).await
 }

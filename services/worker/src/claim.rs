@@ -19,7 +19,7 @@ pub enum ClaimError {
     Reply(#[from] ReplyError),
 }
 
-/// Claims up to `BATCH_SIZE` idle entries of `stream`, starting at `cursor`;
+/// Claims about `BATCH_SIZE` events' worth of idle entries of `stream`, starting at `cursor`;
 /// returns them with their delivery counts, and the cursor to continue from
 /// (`0-0` once the whole pending list was scanned).
 pub async fn claim_idle(
@@ -35,7 +35,11 @@ pub async fn claim_idle(
         .arg(state.config.claim_idle.as_millis() as u64)
         .arg(cursor)
         .arg("COUNT")
-        .arg(state.config.batch_size)
+        .arg(
+            state
+                .entry_size
+                .entries_for(state.config.batch_size as usize),
+        )
         .query_async(&mut conn)
         .await?;
     let (next, mut entries, deleted) = stream_reply::autoclaim(reply)?;

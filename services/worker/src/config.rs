@@ -44,8 +44,10 @@ pub struct WorkerArgs {
     pub consumer: Option<String>,
     #[command(flatten)]
     pub shards: StreamShards,
-    /// Most entries in one batch (with `MAX_IN_FLIGHT_BATCHES`, what one
-    /// shard holds in memory at most; docs/adr/0010-worker-batch-insert.md).
+    /// Events in one batch: reading stops once a batch holds this many (an
+    /// entry's events are never split, so a request larger than this is a
+    /// batch of its own). With `MAX_IN_FLIGHT_BATCHES`, what one shard holds
+    /// in memory; docs/adr/0010-worker-batch-insert.md.
     #[arg(long, env = "BATCH_SIZE", default_value_t = 2500, value_parser = clap::value_parser!(u32).range(1..=50_000))]
     pub batch_size: u32,
     /// Longest wait, in milliseconds, for a batch to fill once its first entry arrived.

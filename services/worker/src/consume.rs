@@ -9,6 +9,11 @@
 //! database stalls the in-flight batches hold every slot, so reading stops
 //! instead of piling entries up in memory.
 //!
+//! An entry holds one event or a whole request's (format 2), and `COUNT`
+//! counts entries: each read asks for as many entries as, at the mean size
+//! of the entries read lately ([`EntrySize`]), make the events still
+//! missing (`State::entry_size`), and at most [`MAX_ENTRIES_PER_READ`].
+//!
 //! Invariant: a blocking read is never abandoned half-way (a read whose
 //! answer is dropped would leave entries pending on us, unseen until claimed);
 //! shutdown is checked between reads, which block at most one second.
@@ -17,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventline_shared::redis_keys::CONSUMER_GROUP;
+use eventline_shared::stream_codec::{self, FIELD_EVENT, FIELD_VERSION};
 use redis::Value;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -31,6 +37,32 @@ use crate::{State, create_group};
 
 /// The longest single `XREADGROUP … BLOCK`.
 pub const MAX_BLOCK: Duration = Duration::from_secs(1);
+
+/// The most entries one read asks for: when requests grow from single
+/// events to large batches, the first read at the old mean takes at most
+/// this many of them.
+pub const MAX_ENTRIES_PER_READ: usize = 500;
+
+/// How many entries to ask for to get about `events` events, at the mean
+/// size of the entries this worker read lately.
+pub fn entries_for(state: &State, events: usize) -> usize {
+    state
+        .entry_size
+        .entries_for(events)
+        .min(MAX_ENTRIES_PER_READ.min(events.max(1)))
+}
+
+/// Counts a read's entries into the mean; returns their events.
+fn observe(state: &State, entries: &[Entry]) -> usize {
+    let events = entries.iter().map(events_of).sum();
+    state.entry_size.observe(entries.len(), events);
+    events
+}
+
+/// The events `entry` holds, from its header (1 when it is unreadable).
+pub fn events_of(entry: &Entry) -> usize {
+    stream_codec::event_count(entry.field(FIELD_VERSION), entry.field(FIELD_EVENT))
+}
 
 /// How long a partly filled batch waits between reads: a quarter of
 /// `FLUSH_INTERVAL`, so a batch that fills early is noticed within a quarter
@@ -139,6 +171,7 @@ impl Reader<'_> {
         let batch_size = state.config.batch_size as usize;
         let gather = gather_pause(state.config.flush_interval);
         let mut batch: Vec<Entry> = Vec::new();
+        let mut events = 0;
         let mut deadline: Option<Instant> = None;
         let mut last_read_done = false;
         loop {
@@ -153,7 +186,8 @@ impl Reader<'_> {
                 Some(d) => MAX_BLOCK.min(d - now),
                 None => MAX_BLOCK.min(self.next_claim.saturating_duration_since(now)),
             };
-            let mut entries = match self.read(batch_size - batch.len(), block).await {
+            let count = entries_for(state, batch_size - events);
+            let mut entries = match self.read(count, block).await {
                 Ok(entries) => entries,
                 // The entries gathered so far are delivered to us: process
                 // them now rather than leave them pending until a claim.
@@ -169,18 +203,23 @@ impl Reader<'_> {
             if batch.is_empty() && !entries.is_empty() {
                 deadline = Some(Instant::now() + state.config.flush_interval);
             }
+            let read_all = entries.len() >= count;
+            events += observe(state, &entries);
             batch.append(&mut entries);
-            if batch.len() >= batch_size
+            if events >= batch_size
                 || (batch.is_empty()
                     && (shutdown.is_cancelled() || Instant::now() >= self.next_claim))
             {
                 break;
             }
-            // A partial batch means the stream is read to its end: a blocking
+            // A short read means the stream is read to its end: a blocking
             // read now would return with the next single XADD. Let entries
             // gather instead, so a batch takes a few reads, not one per
             // event at moderate rates (each read, and each XADD that wakes a
             // blocked reader, costs Redis time; ADR 0011).
+            if read_all {
+                continue;
+            }
             if let Some(d) = deadline {
                 let now = Instant::now();
                 if d > now {

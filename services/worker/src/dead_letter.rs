@@ -1,5 +1,7 @@
-//! Moving entries to the dead-letter stream `events:dlq` (step 6): the
-//! original fields, plus why (`reason`, `error`), when (`first_failure`,
+//! Moving events to the dead-letter stream `events:dlq` (step 6): the event
+//! alone as a format-1 entry (so one refused event of a request's entry is
+//! replayed alone), or the original fields when the entry does not decode,
+//! plus why (`reason`, `error`), when (`first_failure`,
 //! `last_failure`), how often it was delivered (`deliveries`) and where it
 //! came from (`source_stream`, `source_id`), so an operator can inspect and
 //! replay it.
@@ -9,14 +11,19 @@
 //! copy of the same dead letter is written, never none.
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use eventline_shared::EnrichedEventRef;
+use eventline_shared::stream_codec::{self, FIELD_EVENT, FIELD_VERSION, FORMAT_V1};
 
 use crate::State;
 use crate::metrics::DeadLetterReason;
 use crate::stream_reply::Entry;
 
-/// One entry on its way to the dead-letter stream.
+/// One event (or undecodable entry) on its way to the dead-letter stream.
 pub struct DeadLetter<'a> {
+    /// The entry it came from.
     pub entry: &'a Entry,
+    /// The event, when the entry decodes; `None` to copy the entry whole.
+    pub event: Option<EnrichedEventRef<'a>>,
     pub reason: DeadLetterReason,
     pub error: String,
     /// When the entry was first seen to fail: the failing batch's start
@@ -40,8 +47,23 @@ pub async fn send(
     let mut pipe = redis::pipe();
     for letter in letters {
         let cmd = pipe.cmd("XADD").arg(&dlq).arg("*");
-        for (field, value) in letter.entry.fields() {
-            cmd.arg(field).arg(value);
+        match letter.event.map(|event| stream_codec::encode_ref(&event)) {
+            Some(Ok(payload)) => {
+                cmd.arg(FIELD_VERSION)
+                    .arg(FORMAT_V1)
+                    .arg(FIELD_EVENT)
+                    .arg(payload);
+            }
+            failed => {
+                if let Some(Err(error)) = failed {
+                    // Not seen in practice (the event was just decoded);
+                    // the whole entry keeps it.
+                    tracing::error!(%error, id = letter.entry.id, "cannot re-encode a dead event; dead-lettering its whole entry");
+                }
+                for (field, value) in letter.entry.fields() {
+                    cmd.arg(field).arg(value);
+                }
+            }
         }
         cmd.arg("reason")
             .arg(letter.reason.as_str())

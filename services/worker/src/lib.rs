@@ -89,6 +89,8 @@ pub struct State {
     /// Cancelled when the worker stops: the retry loops give up then and
     /// leave their entries pending for another worker (nothing is acked).
     pub stopping: CancellationToken,
+    /// Events per entry lately read: what a read's `COUNT` asks for.
+    pub entry_size: eventline_shared::stream_codec::EventsPerEntry,
 }
 
 impl State {
@@ -144,6 +146,7 @@ impl Worker {
             metrics,
             breaker,
             stopping: CancellationToken::new(),
+            entry_size: Default::default(),
         });
         for shard in 0..state.config.shards.count {
             let stream = state.keys.stream(shard);

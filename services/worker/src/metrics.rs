@@ -67,10 +67,34 @@ pub struct Metrics {
     pub copy_fallbacks: IntCounter,
 }
 
-impl Metrics {
-    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let duplicates = register(
-            registry,
+/// Makes each metric and registers it on the registry.
+struct Registrar<'a>(&'a Registry);
+
+impl Registrar<'_> {
+    fn counter(&self, name: &str, help: &str) -> Result<IntCounter, prometheus::Error> {
+        register(self.0, IntCounter::new(name, help)?)
+    }
+
+    fn gauge(&self, name: &str, help: &str) -> Result<IntGauge, prometheus::Error> {
+        register(self.0, IntGauge::new(name, help)?)
+    }
+
+    fn histogram(
+        &self,
+        name: &str,
+        help: &str,
+        buckets: Vec<f64>,
+    ) -> Result<Histogram, prometheus::Error> {
+        register(
+            self.0,
+            Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))?,
+        )
+    }
+
+    /// Duplicates by the guard that caught them.
+    fn duplicates(&self) -> Result<IntCounterVec, prometheus::Error> {
+        register(
+            self.0,
             IntCounterVec::new(
                 Opts::new(
                     DUPLICATES,
@@ -78,9 +102,13 @@ impl Metrics {
                 ),
                 &["guard"],
             )?,
-        )?;
+        )
+    }
+
+    /// Dead letters by reason, every reason exported from the start.
+    fn dead_lettered(&self) -> Result<IntCounterVec, prometheus::Error> {
         let dead_lettered = register(
-            registry,
+            self.0,
             IntCounterVec::new(
                 Opts::new(
                     DEAD_LETTERED,
@@ -96,63 +124,64 @@ impl Metrics {
         ] {
             dead_lettered.with_label_values(&[reason.as_str()]);
         }
-        let counter = |name: &str, help: &str| register(registry, IntCounter::new(name, help)?);
-        let gauge = |name: &str, help: &str| register(registry, IntGauge::new(name, help)?);
-        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
-            register(
-                registry,
-                Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))?,
-            )
-        };
+        Ok(dead_lettered)
+    }
+}
+
+impl Metrics {
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let r = Registrar(registry);
+        let duplicates = r.duplicates()?;
+        let dead_lettered = r.dead_lettered()?;
         Ok(Metrics {
-            inserted: counter(INSERTED, "Events inserted into PostgreSQL (new rows only).")?,
+            inserted: r.counter(INSERTED, "Events inserted into PostgreSQL (new rows only).")?,
             duplicates_claim: duplicates.with_label_values(&["claim"]),
             duplicates_database: duplicates.with_label_values(&["database"]),
             dead_lettered,
-            batch_size: histogram(
+            batch_size: r.histogram(
                 BATCH_SIZE,
                 "Entries per batch read from a stream.",
                 vec![
                     1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0,
                 ],
             )?,
-            insert_duration: histogram(
+            insert_duration: r.histogram(
                 INSERT_DURATION,
                 "Time to insert and commit one batch (or part of one, when bisecting).",
                 prometheus::exponential_buckets(0.001, 2.0, 14)?,
             )?,
-            end_to_end: histogram(
+            end_to_end: r.histogram(
                 END_TO_END,
                 "From the gateway's ingested_at to the commit of the event's row.",
                 prometheus::exponential_buckets(0.005, 2.0, 16)?,
             )?,
-            pending: gauge(
+            pending: r.gauge(
                 PENDING,
                 "Entries delivered to the group and not yet acked, all shards.",
             )?,
-            lag: gauge(
+            lag: r.gauge(
                 LAG,
                 "Entries in the streams not yet delivered to the group, all shards.",
             )?,
-            stream_length: gauge(STREAM_LENGTH, "Entries held in the streams, all shards.")?,
-            redeliveries: counter(
+            stream_length: r.gauge(STREAM_LENGTH, "Entries held in the streams, all shards.")?,
+            redeliveries: r.counter(
                 REDELIVERIES,
                 "Entries processed again after an earlier delivery (claimed, or our own earlier dedup claim).",
             )?,
-            claimed: counter(
+            claimed: r.counter(
                 CLAIMED,
                 "Entries claimed from idle consumers with XAUTOCLAIM.",
             )?,
-            transient_errors: counter(
+            transient_errors: r.counter(
                 TRANSIENT_ERRORS,
                 "Transient failures (database or Redis) that were retried.",
             )?,
-            breaker_open: gauge(
+            breaker_open: r.gauge(
                 BREAKER_OPEN,
                 "1 while the database circuit breaker is open, else 0.",
             )?,
-            trimmed: counter(TRIMMED, "Stream entries removed by XTRIM MINID.")?,
-            copy_fallbacks: counter(
+            trimmed: r.counter(TRIMMED, "Stream entries removed by XTRIM MINID.")?,
+            copy_fallbacks: r.counter(
                 COPY_FALLBACKS,
                 "Batches (or parts, when bisecting) of freshly claimed entries whose direct COPY met an existing row (unique violation) and were redone with ON CONFLICT DO NOTHING.",
             )?,

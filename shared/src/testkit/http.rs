@@ -88,6 +88,12 @@ pub async fn get(addr: SocketAddr, path: &str) -> Response {
     request(addr, "GET", path, &[], b"").await
 }
 
+/// `GET path`: the status and the body as text.
+pub async fn get_text(addr: SocketAddr, path: &str) -> (u16, String) {
+    let res = get(addr, path).await;
+    (res.status, res.text())
+}
+
 /// [`request`] from a given local address (any of 127.0.0.0/8 works on
 /// loopback), to look like another client to per-address limits.
 pub async fn request_from(

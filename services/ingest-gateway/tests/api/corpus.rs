@@ -57,11 +57,7 @@ async fn every_bad_input_is_refused_with_the_json_error_and_nothing_is_stored() 
     let gw = open_gateway(&[]).await;
     let mut failures = Vec::new();
     for case in &cases {
-        let headers: Vec<(&str, &str)> = case
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let headers = header_refs(&case.headers);
         let res = request(gw.addr, "POST", &case.path, &headers, &case.body()).await;
         let shape_ok = serde_json::from_slice::<serde_json::Value>(&res.body)
             .map(|v| v["error"]["code"].is_string() && v["error"]["message"].is_string())

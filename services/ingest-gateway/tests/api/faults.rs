@@ -120,13 +120,8 @@ async fn slow_clients_are_cut_off() {
     let gw = open_gateway(&["--header-read-timeout", "300", "--body-read-timeout", "300"]).await;
 
     // Headers that never end: the connection is closed.
-    let mut slow = TcpStream::connect(gw.addr).await.unwrap();
-    slow.write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\n")
-        .await
-        .unwrap();
-    let started = Instant::now();
-    let answer = read_response(&mut slow).await;
-    assert!(started.elapsed() < Duration::from_secs(5));
+    let (_slow, answer, waited) = unfinished_headers(gw.addr).await;
+    assert!(waited < Duration::from_secs(5));
     if let Some(res) = answer {
         assert_eq!(res.status, 408);
     }
@@ -196,16 +191,12 @@ async fn shutdown_drains_and_readiness_turns_503() {
 /// ready; `/health/database` and `/health/detailed` show the outage.
 #[tokio::test]
 async fn postgres_down_leaves_the_gateway_ready_and_ingesting() {
-    use eventline_shared::api_key::{self, KeyPepper, Scopes};
     use eventline_shared::testkit::{self, servers::LocalPostgres};
 
     let pg = LocalPostgres::start().expect("a private PostgreSQL starts");
     let pool = sqlx::PgPool::connect(&pg.url()).await.unwrap();
     eventline_shared::schema::migrate(&pool).await.unwrap();
-    let pepper: KeyPepper = PEPPER.parse().unwrap();
-    let (_, key) = api_key::create(&pool, &pepper, "t", Scopes::parse_list("ingest").unwrap())
-        .await
-        .unwrap();
+    let key = testkit::create_key(&pool, "ingest").await;
     pool.close().await;
     let redis = testkit::redis_args();
     let gw = spawn_gateway_with_db_url(

@@ -3,22 +3,21 @@
 //! client over raw TCP (so tests can also misbehave like slow clients), and a
 //! Redis server of a test's own for the fault tests.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
-use clap::Parser;
 use eventline_shared::EnrichedEvent;
-use eventline_shared::api_key::{self, KeyPepper, Scopes};
 use eventline_shared::redis_keys::RedisKeys;
 use eventline_shared::stream_codec;
 pub use eventline_shared::testkit::http::{Response, read_response, request, request_from};
+use eventline_shared::testkit::serve::{Served, serve_args};
 pub use eventline_shared::testkit::servers::LocalRedis;
 use eventline_shared::testkit::{self, TestDatabase};
-use ingest_gateway::config::Config;
-use tokio::net::TcpListener;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
-
-pub const PEPPER: &str = "gateway-test-pepper-0123456789abcdef";
 
 pub struct TestGateway {
     pub addr: SocketAddr,
@@ -47,43 +46,30 @@ pub async fn spawn_gateway_with_db_url(
     extra: &[&str],
 ) -> TestGateway {
     testkit::init_logging();
-    let mut args: Vec<String> = vec![
-        "ingest-gateway".into(),
-        "--redis-url".into(),
-        redis_url.into(),
-        "--redis-key-prefix".into(),
-        prefix.into(),
-        "--redis-timeout".into(),
-        "500".into(),
-        "--stream-length-refresh".into(),
-        "50".into(),
-        "--rate-limit-sync".into(),
-        "50".into(),
-        "--key-cache-ttl".into(),
-        "1".into(),
-        "--shutdown-grace".into(),
-        "2".into(),
+    let mut args = vec![
+        "ingest-gateway",
+        "--redis-url",
+        redis_url,
+        "--redis-key-prefix",
+        prefix,
+        "--redis-timeout",
+        "500",
+        "--stream-length-refresh",
+        "50",
+        "--rate-limit-sync",
+        "50",
+        "--key-cache-ttl",
+        "1",
+        "--shutdown-grace",
+        "2",
     ];
     match db_url {
-        Some(url) => args.extend([
-            "--database-url".into(),
-            url.to_owned(),
-            "--key-pepper".into(),
-            PEPPER.into(),
-        ]),
-        None => args.extend(["--auth-required".into(), "false".into()]),
+        Some(url) => args.extend(["--database-url", url, "--key-pepper", testkit::PEPPER]),
+        None => args.extend(["--auth-required", "false"]),
     }
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let config = Config::try_parse_from(args).expect("test config parses");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
+    args.extend_from_slice(extra);
     let shutdown = CancellationToken::new();
-    let stop = shutdown.clone();
-    let task = tokio::spawn(async move {
-        ingest_gateway::run(config, listener, stop)
-            .await
-            .expect("gateway runs");
-    });
+    let Served { addr, task } = serve_args(args, ingest_gateway::run, shutdown.clone()).await;
     TestGateway {
         addr,
         keys: RedisKeys::new(prefix),
@@ -119,18 +105,25 @@ pub async fn secured_gateway(extra: &[&str]) -> (TestGateway, TestDatabase) {
     (gw, db)
 }
 
-/// Creates a key; the gateway sees it after its next key reload.
-pub async fn create_key(db: &TestDatabase, scopes: &str) -> String {
-    let pepper: KeyPepper = PEPPER.parse().expect("pepper");
-    let (_, key) = api_key::create(
-        &db.pool,
-        &pepper,
-        "test",
-        Scopes::parse_list(scopes).expect("scopes"),
-    )
-    .await
-    .expect("create key");
-    key
+/// Sends request headers that never end on a new connection: the
+/// connection, the gateway's answer (None when it closed without one) and
+/// how long that took.
+pub async fn unfinished_headers(addr: SocketAddr) -> (TcpStream, Option<Response>, Duration) {
+    let mut slow = TcpStream::connect(addr).await.expect("connect");
+    slow.write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write the headers");
+    let started = Instant::now();
+    let answer = read_response(&mut slow).await;
+    (slow, answer, started.elapsed())
+}
+
+/// A corpus case's headers as [`request`] takes them.
+pub fn header_refs(headers: &BTreeMap<String, String>) -> Vec<(&str, &str)> {
+    headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
 }
 
 pub async fn post_json(addr: SocketAddr, path: &str, body: &str, key: Option<&str>) -> Response {
@@ -153,7 +146,7 @@ pub async fn post_json_from(
     request_from(source, addr, "POST", path, &headers, body.as_bytes()).await
 }
 
-/// Every entry of a stream, decoded.
+/// Every event of a stream with the id of its entry, decoded, in order.
 pub async fn stream_events(redis_url: &str, stream: &str) -> Vec<(String, EnrichedEvent)> {
     let client = redis::Client::open(redis_url).expect("redis url");
     let mut conn = client
@@ -170,14 +163,16 @@ pub async fn stream_events(redis_url: &str, stream: &str) -> Vec<(String, Enrich
     reply
         .ids
         .into_iter()
-        .map(|entry| {
+        .flat_map(|entry| {
             let field = |name: &str| match entry.map.get(name) {
                 Some(redis::Value::BulkString(bytes)) => Some(bytes.clone()),
                 _ => None,
             };
-            let event = stream_codec::decode(field("v").as_deref(), field("e").as_deref())
+            let events = stream_codec::decode(field("v").as_deref(), field("e").as_deref())
                 .expect("entry decodes");
-            (entry.id, event)
+            events
+                .into_iter()
+                .map(move |event| (entry.id.clone(), event))
         })
         .collect()
 }

@@ -467,19 +467,19 @@ async fn every_event_rule_is_a_400_naming_the_field() {
 }
 
 #[tokio::test]
-async fn shards_spread_events_by_dedup_key() {
+async fn shards_spread_requests_by_dedup_key() {
     let gw = open_gateway(&["--stream-shards", "4"]).await;
-    let batch: Vec<String> = (0..200)
-        .map(|i| format!(r#"{{"service":"s","message":"m","event_id":"e{i}"}}"#))
-        .collect();
-    let res = post_json(
-        gw.addr,
-        "/v1/events/batch",
-        &format!("[{}]", batch.join(",")),
-        None,
-    )
-    .await;
-    assert_eq!(res.status, 202);
+    // Single events: each on the shard of its dedup key.
+    for i in 0..200 {
+        let res = post_json(
+            gw.addr,
+            "/v1/events",
+            &format!(r#"{{"service":"s","message":"m","event_id":"e{i}"}}"#),
+            None,
+        )
+        .await;
+        assert_eq!(res.status, 202);
+    }
     let mut total = 0;
     for shard in 0..4 {
         let entries = stream_events(&gw.redis_url, &gw.keys.stream(shard)).await;
@@ -493,6 +493,28 @@ async fn shards_spread_events_by_dedup_key() {
         total += entries.len();
     }
     assert_eq!(total, 200);
+
+    // A batch: one entry, on the shard of its first event.
+    let batch: Vec<String> = (0..50)
+        .map(|i| format!(r#"{{"service":"s","message":"m","event_id":"b{i}"}}"#))
+        .collect();
+    let res = post_json(
+        gw.addr,
+        "/v1/events/batch",
+        &format!("[{}]", batch.join(",")),
+        None,
+    )
+    .await;
+    assert_eq!(res.status, 202);
+    let first = eventline_shared::event::dedup_key("s", Some("b0"), uuid::Uuid::nil());
+    let shard = eventline_shared::redis_keys::shard_of(first, 4);
+    let entries = stream_events(&gw.redis_url, &gw.keys.stream(shard)).await;
+    let batch_entry = &entries.last().expect("the batch's entry").0;
+    let packed: Vec<_> = entries.iter().filter(|(id, _)| id == batch_entry).collect();
+    assert_eq!(packed.len(), 50, "the batch is one entry");
+    for (i, (_, event)) in packed.iter().enumerate() {
+        assert_eq!(event.event_id.as_deref(), Some(format!("b{i}").as_str()));
+    }
 }
 
 #[tokio::test]

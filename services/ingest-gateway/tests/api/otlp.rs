@@ -14,6 +14,8 @@ use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
+use eventline_shared::testkit::create_key;
+
 use crate::helpers::*;
 
 const PROTOBUF: (&str, &str) = ("Content-Type", "application/x-protobuf");
@@ -256,8 +258,8 @@ async fn keys_scopes_and_limits_are_those_of_the_json_endpoints() {
         "2",
     ])
     .await;
-    let ingest = create_key(&db, "ingest").await;
-    let query = create_key(&db, "query").await;
+    let ingest = create_key(&db.pool, "ingest").await;
+    let query = create_key(&db.pool, "query").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let body = export("s", vec![record("m", &[])]).encode_to_vec();
     let post = |headers: Vec<(&'static str, String)>| {

@@ -172,11 +172,7 @@ async fn every_bad_otlp_body_gets_its_answer_and_only_good_records_are_stored() 
     let mut seen = 0;
     let mut stored = 0;
     for case in &cases {
-        let headers: Vec<(&str, &str)> = case
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let headers = header_refs(&case.headers);
         let res = request(gw.addr, "POST", "/v1/logs", &headers, &case.body()).await;
         if let Err(why) = case.check_answer(&res) {
             failures.push(format!(

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use eventline_shared::testkit::create_key;
+
 use crate::helpers::*;
 
 const EVENT: &str = r#"{"service":"s","message":"m"}"#;
@@ -9,8 +11,8 @@ const EVENT: &str = r#"{"service":"s","message":"m"}"#;
 #[tokio::test]
 async fn keys_scopes_and_revocation() {
     let (gw, db) = secured_gateway(&[]).await;
-    let ingest = create_key(&db, "ingest").await;
-    let query_only = create_key(&db, "query").await;
+    let ingest = create_key(&db.pool, "ingest").await;
+    let query_only = create_key(&db.pool, "query").await;
     // Keys created after start-up are seen at the next reload (1 s in tests).
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
@@ -77,7 +79,7 @@ async fn failed_keys_count_against_the_address() {
         "10",
     ])
     .await;
-    let key = create_key(&db, "ingest").await;
+    let key = create_key(&db.pool, "ingest").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     for _ in 0..2 {
         let res = post_json(gw.addr, "/v1/events", EVENT, Some("evl_bad")).await;
@@ -99,8 +101,8 @@ async fn a_flood_from_one_address_does_not_limit_another() {
         "5",
     ])
     .await;
-    let flooder = create_key(&db, "ingest").await;
-    let neighbour = create_key(&db, "ingest").await;
+    let flooder = create_key(&db.pool, "ingest").await;
+    let neighbour = create_key(&db.pool, "ingest").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let post_from = |ip: &str, key: &str| {
         let (ip, key) = (ip.parse().ok(), key.to_owned());
@@ -149,7 +151,7 @@ async fn a_key_limit_holds_across_two_gateways_sharing_redis() {
         &flags,
     )
     .await;
-    let key = create_key(&db, "ingest").await;
+    let key = create_key(&db.pool, "ingest").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     // Both replicas have served the key (a replica's first sight of a key
@@ -181,7 +183,7 @@ async fn a_key_limit_holds_across_two_gateways_sharing_redis() {
     assert!(accepted_by_b <= 2, "gateway B accepted {accepted_by_b}");
 
     // A different key is unaffected.
-    let other = create_key(&db, "ingest").await;
+    let other = create_key(&db.pool, "ingest").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
         post_json(b.addr, "/v1/events", EVENT, Some(&other))

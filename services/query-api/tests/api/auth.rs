@@ -1,25 +1,18 @@
 //! Keys and scopes: `query` for reads, `admin` for the dead letters; health
 //! routes and the API description stay open.
 
-use std::time::Duration;
-
 use eventline_shared::testkit::http::{head, request_whole_body_first};
 
-use crate::helpers::{request, secured_app, wait_until};
+use crate::helpers::{ScopedKeys, request, secured_app};
 
 #[tokio::test]
 async fn scopes_decide() {
     let app = secured_app(&[]).await;
-    let query = app.create_key("query").await;
-    let admin = app.create_key("admin").await;
-    let ingest = app.create_key("ingest").await;
-    // Keys made after start-up are seen after the next reload (1 s here).
-    // (The ingest key was made last: once it is known, all are.)
-    let loaded = wait_until(Duration::from_secs(5), || async {
-        app.get_with_key("/v1/services", &ingest).await.status == 403
-    })
-    .await;
-    assert!(loaded);
+    let ScopedKeys {
+        query,
+        admin,
+        ingest,
+    } = app.key_of_each_scope().await;
 
     let res = app.get("/v1/events").await;
     assert_eq!(res.status, 401);

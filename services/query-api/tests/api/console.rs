@@ -7,14 +7,15 @@
 
 use std::time::Duration;
 
-use clap::Parser;
 use eventline_shared::api_key;
 use eventline_shared::security_headers::CONTENT_SECURITY_POLICY_VALUE;
+use eventline_shared::testkit::wait_until;
 use query_api::console::assets;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{Response, Streaming, TestApp, open_app, request, secured_app, wait_until};
+use crate::helpers::{
+    Response, ScopedKeys, Streaming, TestApp, open_app, open_gateway, request, secured_app,
+};
 
 fn assert_secure_headers(res: &Response, what: &str) {
     assert_eq!(
@@ -80,21 +81,9 @@ async fn every_response_of_both_services_carries_nosniff_and_the_policy() {
     );
 
     // The gateway: an accepted event, a refused one, an unknown route.
-    let redis = eventline_shared::testkit::redis_args();
-    let config = ingest_gateway::config::Config::try_parse_from([
-        "ingest-gateway",
-        "--redis-url",
-        redis.redis_url.expose(),
-        "--redis-key-prefix",
-        &redis.redis_key_prefix,
-        "--auth-required",
-        "false",
-    ])
-    .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
-    let gateway = tokio::spawn(ingest_gateway::run(config, listener, stop.clone()));
+    let gateway = open_gateway(&stop).await;
+    let addr = gateway.addr;
     let json = [("Content-Type", "application/json")];
     let res = request(
         addr,
@@ -114,7 +103,7 @@ async fn every_response_of_both_services_carries_nosniff_and_the_policy() {
     let res = request(addr, "GET", "/health/live", &[], b"").await;
     assert_secure_headers(&res, "gateway health");
     stop.cancel();
-    gateway.await.unwrap().unwrap();
+    gateway.task.await.unwrap();
 }
 
 #[tokio::test]
@@ -192,14 +181,11 @@ async fn the_page_and_its_files_are_served_from_the_binary() {
 #[tokio::test]
 async fn a_session_cookie_stands_for_its_key_until_revoked() {
     let app = secured_app(&[]).await;
-    let query = app.create_key("query").await;
-    let admin = app.create_key("admin").await;
-    let ingest = app.create_key("ingest").await;
-    let loaded = wait_until(Duration::from_secs(5), || async {
-        app.get_with_key("/v1/services", &ingest).await.status == 403
-    })
-    .await;
-    assert!(loaded);
+    let ScopedKeys {
+        query,
+        admin,
+        ingest,
+    } = app.key_of_each_scope().await;
 
     // A wrong key, a key that cannot read, no key: no cookie.
     let (res, cookie) = sign_in(&app, "evl_000000000000_nope").await;

@@ -14,32 +14,32 @@
 //! are written to `target/console-test/summary.json`.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use chrono::{SecondsFormat, TimeDelta, Utc};
-use clap::Parser;
 use eventline_shared::stream_codec;
+use eventline_shared::testkit::python::Script;
+use eventline_shared::testkit::serve::{keyed_service_args, parse_args, serve, serve_args};
+use eventline_shared::testkit::wait_until;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{PEPPER, TestApp, event_at, request, secured_app, wait_until};
+use crate::helpers::{TestApp, event_at, request, secured_app};
 
 /// Events sent for the search, and how many a filter keeps.
 const SENT: usize = 150;
 /// Events loaded into the list at once.
 const BIG: usize = 10_000;
 
-fn browser_python() -> String {
-    std::env::var("EVENTLINE_BROWSER_PYTHON").unwrap_or_else(|_| {
-        panic!(
-            "EVENTLINE_BROWSER_PYTHON is not set: run the tests with `make test`, which builds \
-             the browser virtualenv (services/query-api/tests/browser/requirements.txt: \
-             Selenium), installs chromium and chromium-driver, and sets it \
-             (or EVENTLINE_TEST_CMD='cargo nextest run -p query-api -E \"test(/browser/)\"' make test)"
-        )
-    })
+/// console_test.py, run by the browser virtualenv's Python.
+fn console_test() -> Script {
+    Script::new(
+        "EVENTLINE_BROWSER_PYTHON",
+        "the browser virtualenv (services/query-api/tests/browser/requirements.txt: \
+         Selenium), installs chromium and chromium-driver,",
+        "EVENTLINE_TEST_CMD='cargo nextest run -p query-api -E \"test(/browser/)\"' make test",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/console_test.py"),
+    )
 }
 
 fn workspace() -> PathBuf {
@@ -62,40 +62,26 @@ fn out_dir() -> PathBuf {
 
 /// A gateway and a worker beside the test's query-api.
 async fn gateway_and_worker(app: &TestApp, stop: &CancellationToken) -> std::net::SocketAddr {
-    let config = ingest_gateway::config::Config::try_parse_from([
-        "ingest-gateway",
-        "--redis-url",
-        app.redis.redis_url.expose(),
-        "--redis-key-prefix",
-        &app.redis.redis_key_prefix,
-        "--database-url",
-        &app.db.url,
-        "--key-pepper",
-        PEPPER,
-        "--key-cache-ttl",
-        "1",
-        "--shutdown-grace",
-        "2",
-    ])
-    .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gateway = listener.local_addr().unwrap();
-    tokio::spawn(ingest_gateway::run(config, listener, stop.clone()));
+    let gateway = serve_args(
+        keyed_service_args("ingest-gateway", &app.redis, &app.db.url),
+        ingest_gateway::run,
+        stop.clone(),
+    )
+    .await;
 
-    let mut config = worker::config::Config::try_parse_from(["worker"]).unwrap();
+    let mut config: worker::config::Config = parse_args(["worker"]);
     config.redis = app.redis.clone();
     config.database = app.db.args();
     config.listen.shutdown_grace = Duration::from_secs(2);
     let registry = eventline_shared::metrics::new_registry(worker::COMPONENT);
     let w = worker::Worker::start(config, registry).await.unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    tokio::spawn(worker::run(w, listener, stop.clone()));
-    gateway
+    serve(w, worker::run, stop.clone()).await;
+    gateway.addr
 }
 
 #[tokio::test]
 async fn browser_console_end_to_end() {
-    let python = browser_python();
+    let mut script = console_test();
     for binary in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
         assert!(
             std::path::Path::new(binary).exists(),
@@ -210,7 +196,7 @@ async fn browser_console_end_to_end() {
         .arg(app.keys.dlq())
         .arg("*")
         .arg(stream_codec::FIELD_VERSION)
-        .arg(stream_codec::FORMAT_VERSION_STR)
+        .arg(stream_codec::FORMAT_V1)
         .arg(stream_codec::FIELD_EVENT)
         .arg(stream_codec::encode(&dead).unwrap())
         .arg("reason")
@@ -255,29 +241,21 @@ async fn browser_console_end_to_end() {
     std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
     let _ = std::fs::remove_dir_all(out.join("failure"));
 
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/console_test.py");
-    let mut cmd = tokio::process::Command::new(&python);
-    cmd.arg(script)
+    script
+        .command()
         .arg(&config_path)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("SE_AVOID_STATS", "true")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    let result = tokio::time::timeout(Duration::from_secs(300), cmd.output())
-        .await
-        .expect("the browser test finishes within 5 minutes")
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    let stdout = String::from_utf8_lossy(&result.stdout);
-    let stderr = String::from_utf8_lossy(&result.stderr);
+        .env("SE_AVOID_STATS", "true");
+    let result = script.run(Duration::from_secs(300)).await;
     // The keys were in the config file only for the script's run.
     let _ = std::fs::remove_file(&config_path);
     assert!(
         result.status.success(),
-        "console_test.py failed ({}):\n--- stderr\n{stderr}\n--- stdout\n{stdout}",
-        result.status
+        "console_test.py failed ({}):\n--- stderr\n{}\n--- stdout\n{}",
+        result.status,
+        result.stderr,
+        result.stdout
     );
-    let summary: Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("summary is not JSON ({e}):\n{stdout}\n{stderr}"));
+    let summary = result.summary();
     std::fs::write(
         out.join("summary.json"),
         serde_json::to_vec_pretty(&summary).unwrap(),

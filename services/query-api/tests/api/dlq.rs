@@ -7,14 +7,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::Utc;
-use clap::Parser;
 use eventline_shared::EnrichedEvent;
 use eventline_shared::stream_codec;
+use eventline_shared::testkit::serve::{parse_args, serve};
+use eventline_shared::testkit::wait_until;
 use redis::streams::StreamRangeReply;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{TestApp, event_at, open_app, wait_until};
+use crate::helpers::{TestApp, event_at, open_app};
 
 /// Writes a dead letter as the worker does: the original fields plus why.
 async fn dead_letter(app: &TestApp, v: &[u8], e: &[u8], source_id: &str) -> String {
@@ -148,7 +148,7 @@ async fn replay_by_id_puts_the_event_back_and_releases_its_claim() {
         _ => None,
     };
     let back = stream_codec::decode(field("v").as_deref(), field("e").as_deref()).unwrap();
-    assert_eq!(back, event);
+    assert_eq!(back, vec![event]);
     // The old entry's claim is released; the DLQ keeps only the undecodable one.
     assert_eq!(get_key(&app, &dedup).await, None);
     let dlq = entries(&app, &app.keys.dlq()).await;
@@ -247,7 +247,9 @@ async fn replay_all_keeps_a_claim_held_by_another_entry() {
             let Some(redis::Value::BulkString(e)) = fields.get("e") else {
                 panic!()
             };
-            let event = stream_codec::decode(Some(b"1"), Some(e)).unwrap();
+            let [event] = &stream_codec::decode(Some(b"1"), Some(e)).unwrap()[..] else {
+                panic!("a replayed letter is one event")
+            };
             assert_eq!(
                 eventline_shared::redis_keys::shard_of(event.dedup_key(), 4),
                 shard
@@ -268,15 +270,14 @@ async fn a_replayed_dead_letter_is_stored_by_the_worker() {
     let id = dead_event(&app, &event, "1-1").await;
 
     // A real worker on the same database and key prefix.
-    let mut config = worker::config::Config::try_parse_from(["worker"]).unwrap();
+    let mut config: worker::config::Config = parse_args(["worker"]);
     config.redis = app.redis.clone();
     config.database = app.db.args();
     config.listen.shutdown_grace = Duration::from_secs(5);
     let registry = eventline_shared::metrics::new_registry("worker");
     let worker = worker::Worker::start(config, registry).await.unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let stop = CancellationToken::new();
-    let running = tokio::spawn(worker::run(worker, listener, stop.clone()));
+    let running = serve(worker, worker::run, stop.clone()).await;
 
     let res = app
         .post_json("/v1/dlq/replay", &format!(r#"{{"ids":["{id}"]}}"#))
@@ -291,5 +292,5 @@ async fn a_replayed_dead_letter_is_stored_by_the_worker() {
     assert_eq!(res["message"], "second chance");
     assert_eq!(res["event_id"], "order-99");
     stop.cancel();
-    running.await.unwrap().unwrap();
+    running.task.await.unwrap();
 }

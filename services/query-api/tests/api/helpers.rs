@@ -8,24 +8,20 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use clap::Parser;
 use eventline_shared::EnrichedEvent;
-use eventline_shared::api_key::{self, KeyPepper, Scopes};
 use eventline_shared::config::{RedisArgs, SecretUrl};
 use eventline_shared::redis_keys::RedisKeys;
 use eventline_shared::stream_codec;
 pub use eventline_shared::testkit::http::{Response, head, request};
-use eventline_shared::testkit::{self, TestDatabase};
-use query_api::config::Config;
+use eventline_shared::testkit::serve::{Served, serve_args};
+use eventline_shared::testkit::{self, TestDatabase, wait_until};
 use redis::aio::MultiplexedConnection;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use worker::batch_insert;
 use worker::copy_binary::EventRow;
-
-pub const PEPPER: &str = "query-test-pepper-0123456789abcdef";
 
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -62,38 +58,38 @@ pub async fn secured_app(extra: &[&str]) -> TestApp {
     spawn(true, testkit::redis_args(), extra).await
 }
 
+/// The command line of a query-api on `redis` and the database at
+/// `database_url`, with keys (the test pepper) or without.
+fn argv(redis: &RedisArgs, database_url: &str, auth: bool, extra: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        "query-api",
+        "--redis-url",
+        redis.redis_url.expose(),
+        "--redis-key-prefix",
+        &redis.redis_key_prefix,
+        "--database-url",
+        database_url,
+        "--key-cache-ttl",
+        "1",
+    ];
+    if auth {
+        args.extend(["--key-pepper", testkit::PEPPER]);
+    } else {
+        args.extend(["--auth-required", "false"]);
+    }
+    args.extend_from_slice(extra);
+    args.into_iter().map(str::to_owned).collect()
+}
+
 async fn spawn(auth: bool, redis: RedisArgs, extra: &[&str]) -> TestApp {
     testkit::init_logging();
     let db = TestDatabase::migrated().await;
-    let mut args: Vec<String> = vec![
-        "query-api".into(),
-        "--redis-url".into(),
-        redis.redis_url.expose().into(),
-        "--redis-key-prefix".into(),
-        redis.redis_key_prefix.clone(),
-        "--database-url".into(),
-        db.url.clone(),
-        "--key-cache-ttl".into(),
-        "1".into(),
-        "--shutdown-grace".into(),
-        "2".into(),
-    ];
-    if auth {
-        args.extend(["--key-pepper".into(), PEPPER.into()]);
-    } else {
-        args.extend(["--auth-required".into(), "false".into()]);
-    }
+    let mut args = argv(&redis, &db.url, auth, &["--shutdown-grace", "2"]);
     args.extend(extra.iter().map(|s| s.to_string()));
-    let config = Config::try_parse_from(args).expect("test config parses");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
     let shutdown = CancellationToken::new();
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        query_api::run(config, listener, stop)
-            .await
-            .expect("query-api runs");
-    });
+    let addr = serve_args(args, query_api::run, shutdown.clone())
+        .await
+        .addr;
     let conn = redis::Client::open(redis.redis_url.expose())
         .expect("redis url")
         .get_multiplexed_async_connection()
@@ -113,26 +109,29 @@ async fn spawn(auth: bool, redis: RedisArgs, extra: &[&str]) -> TestApp {
 /// of its own): a second replica behind the same load balancer. It stops
 /// with the test's runtime.
 pub async fn spawn_on(database_url: &str, extra: &[&str]) -> SocketAddr {
+    let args = argv(&testkit::redis_args(), database_url, true, extra);
+    serve_args(args, query_api::run, CancellationToken::new())
+        .await
+        .addr
+}
+
+/// A gateway without auth on the shared test Redis (a prefix of its own).
+pub async fn open_gateway(stop: &CancellationToken) -> Served {
     let redis = testkit::redis_args();
-    let mut args: Vec<String> = vec![
-        "query-api".into(),
-        "--redis-url".into(),
-        redis.redis_url.expose().into(),
-        "--redis-key-prefix".into(),
-        redis.redis_key_prefix.clone(),
-        "--database-url".into(),
-        database_url.into(),
-        "--key-cache-ttl".into(),
-        "1".into(),
-        "--key-pepper".into(),
-        PEPPER.into(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let config = Config::try_parse_from(args).expect("test config parses");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(query_api::run(config, listener, CancellationToken::new()));
-    addr
+    serve_args(
+        [
+            "ingest-gateway",
+            "--redis-url",
+            redis.redis_url.expose(),
+            "--redis-key-prefix",
+            &redis.redis_key_prefix,
+            "--auth-required",
+            "false",
+        ],
+        ingest_gateway::run,
+        stop.clone(),
+    )
+    .await
 }
 
 impl TestApp {
@@ -172,31 +171,61 @@ impl TestApp {
         .expect("partitions");
     }
 
-    /// XADDs an event onto a stream as the gateway does; returns its id.
+    /// XADDs an event onto a stream as the gateway writes a single-event
+    /// request; returns its entry id.
     pub async fn xadd(&self, stream: &str, event: &EnrichedEvent) -> String {
+        self.xadd_request(stream, std::slice::from_ref(event)).await
+    }
+
+    /// XADDs `events` as one request's entry (format 2), as the gateway
+    /// writes a batch; returns the entry id.
+    pub async fn xadd_request(&self, stream: &str, events: &[EnrichedEvent]) -> String {
+        let mut entry = stream_codec::EntryWriter::new(Some("req-test"), 0).expect("encode");
+        for event in events {
+            entry.push(event).expect("encode");
+        }
         redis::cmd("XADD")
             .arg(stream)
             .arg("*")
             .arg(stream_codec::FIELD_VERSION)
-            .arg(stream_codec::FORMAT_VERSION_STR)
+            .arg(stream_codec::FORMAT_V2)
             .arg(stream_codec::FIELD_EVENT)
-            .arg(stream_codec::encode(event).expect("encode"))
+            .arg(entry.finish())
             .query_async(&mut self.conn.clone())
             .await
             .expect("XADD")
     }
 
     pub async fn create_key(&self, scopes: &str) -> String {
-        let pepper: KeyPepper = PEPPER.parse().expect("pepper");
-        let (_, key) = api_key::create(
-            &self.db.pool,
-            &pepper,
-            "test",
-            Scopes::parse_list(scopes).expect("scopes"),
-        )
-        .await
-        .expect("create key");
-        key
+        testkit::create_key(&self.db.pool, scopes).await
+    }
+}
+
+/// A key of each scope.
+pub struct ScopedKeys {
+    pub query: String,
+    pub admin: String,
+    pub ingest: String,
+}
+
+impl TestApp {
+    /// A key of each scope, once the query-api knows them: keys made after
+    /// start-up are seen after the next reload (1 s here). The ingest key is
+    /// made last: once it is known, all are.
+    pub async fn key_of_each_scope(&self) -> ScopedKeys {
+        let query = self.create_key("query").await;
+        let admin = self.create_key("admin").await;
+        let ingest = self.create_key("ingest").await;
+        let loaded = wait_until(Duration::from_secs(5), || async {
+            self.get_with_key("/v1/services", &ingest).await.status == 403
+        })
+        .await;
+        assert!(loaded);
+        ScopedKeys {
+            query,
+            admin,
+            ingest,
+        }
     }
 }
 
@@ -279,23 +308,5 @@ impl Streaming {
             }
         }
         true
-    }
-}
-
-/// Waits until `check` holds, polling every 50 ms; false on timeout.
-pub async fn wait_until<F, Fut>(timeout: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if check().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -7,12 +7,10 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use clap::Parser;
 use query_api::openapi::{self, INGEST_GATEWAY, QUERY_API, SHARED_HEALTH_ROUTES};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{Streaming, open_app, request};
+use crate::helpers::{Streaming, open_app, open_gateway, request};
 
 fn documented(tag: &str) -> BTreeSet<(String, String)> {
     openapi::operations(openapi::document())
@@ -75,26 +73,14 @@ async fn every_documented_query_api_operation_is_served() {
 
 #[tokio::test]
 async fn every_documented_gateway_operation_is_served() {
-    let redis = eventline_shared::testkit::redis_args();
-    let config = ingest_gateway::config::Config::try_parse_from([
-        "ingest-gateway",
-        "--redis-url",
-        redis.redis_url.expose(),
-        "--redis-key-prefix",
-        &redis.redis_key_prefix,
-        "--auth-required",
-        "false",
-    ])
-    .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
-    let gateway = tokio::spawn(ingest_gateway::run(config, listener, stop.clone()));
+    let gateway = open_gateway(&stop).await;
+    let addr = gateway.addr;
     let ops = documented(INGEST_GATEWAY);
     assert!(ops.contains(&("POST".into(), "/v1/events/batch".into())));
     for (method, path) in ops {
         assert_served(addr, &method, &concrete(&path)).await;
     }
     stop.cancel();
-    gateway.await.unwrap().unwrap();
+    gateway.task.await.unwrap();
 }

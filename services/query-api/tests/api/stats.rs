@@ -87,46 +87,24 @@ async fn stats_equal_a_direct_count() {
     assert_eq!(widened["from"], secs(from));
     assert_eq!(widened["to"], secs(to));
     assert_eq!(widened["total"], total);
-    let per_service: Vec<(String, i64)> = sqlx::query_as(
+    let per_service: Vec<(String, i64)> = between(
+        &app,
         "SELECT service, count(*) FROM events WHERE ts >= $1 AND ts < $2 GROUP BY 1 ORDER BY 1",
+        from,
+        to,
     )
-    .bind(from)
-    .bind(to)
-    .fetch_all(&app.db.pool)
-    .await
-    .unwrap();
-    let got: Vec<(String, i64)> = stats["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["service"].as_str().unwrap().to_owned(),
-                s["count"].as_i64().unwrap(),
-            )
-        })
-        .collect();
+    .await;
+    let got = counts(&stats["services"], "service");
     assert_eq!(got, per_service);
-    let hourly: Vec<(DateTime<Utc>, i64)> = sqlx::query_as(
+    let hourly: Vec<(DateTime<Utc>, i64)> = between(
+        &app,
         "SELECT date_trunc('hour', ts, 'UTC'), count(*) FROM events
           WHERE ts >= $1 AND ts < $2 GROUP BY 1 ORDER BY 1",
+        from,
+        to,
     )
-    .bind(from)
-    .bind(to)
-    .fetch_all(&app.db.pool)
-    .await
-    .unwrap();
-    let got: Vec<(String, i64)> = stats["hourly"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            (
-                h["hour"].as_str().unwrap().to_owned(),
-                h["count"].as_i64().unwrap(),
-            )
-        })
-        .collect();
+    .await;
+    let got = counts(&stats["hourly"], "hour");
     let want: Vec<(String, i64)> = hourly
         .into_iter()
         .map(|(h, c)| (h.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), c))
@@ -293,4 +271,36 @@ async fn the_retention_jobs_last_success_is_a_metric() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     panic!("{expected} not in:\n{metrics}");
+}
+
+/// The rows of `sql`, its `$1` and `$2` bound to `from` and `to`.
+async fn between<T>(
+    app: &TestApp,
+    sql: &'static str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Vec<T>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    sqlx::query_as(sql)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&app.db.pool)
+        .await
+        .unwrap()
+}
+
+/// `(entry[key], entry["count"])` of each entry of a stats list.
+fn counts(list: &Value, key: &str) -> Vec<(String, i64)> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e[key].as_str().unwrap().to_owned(),
+                e["count"].as_i64().unwrap(),
+            )
+        })
+        .collect()
 }

@@ -6,8 +6,9 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use eventline_shared::testkit::wait_until;
 
-use crate::helpers::{Streaming, event_at, open_app, wait_until};
+use crate::helpers::{Streaming, event_at, open_app};
 
 #[tokio::test]
 async fn delivers_events_sent_after_connecting() {
@@ -46,6 +47,35 @@ async fn delivers_events_sent_after_connecting() {
     assert!(!tail.received.contains(&old.id.to_string()));
     assert!(!tail.received.contains(&other.id.to_string()));
     assert!(tail.wait_for(": heartbeat", Duration::from_secs(5)).await);
+}
+
+#[tokio::test]
+async fn a_batch_entry_arrives_event_by_event_filtered() {
+    let app = open_app(&["--tail-heartbeat", "200"]).await;
+    let mut tail = Streaming::open(app.addr, "/v1/tail?service=checkout").await;
+    assert!(tail.wait_for(": connected", Duration::from_secs(10)).await);
+    let now = Utc::now();
+    let batch = [
+        event_at("checkout", "first of the batch", now),
+        event_at("search", "filtered out", now),
+        event_at("checkout", "last of the batch", now),
+    ];
+    let entry = app.xadd_request(&app.keys.stream(0), &batch).await;
+    assert!(
+        tail.wait_for(&batch[2].id.to_string(), Duration::from_secs(10))
+            .await,
+        "{}",
+        tail.received
+    );
+    assert!(tail.received.contains(&batch[0].id.to_string()));
+    assert!(!tail.received.contains(&batch[1].id.to_string()));
+    // Both share their entry's position.
+    assert_eq!(
+        tail.received.matches(&format!("id: {entry}")).count(),
+        2,
+        "{}",
+        tail.received
+    );
 }
 
 #[tokio::test]

@@ -169,9 +169,3 @@ pub async fn runs(pool: &PgPool) -> Vec<(String, bool, Vec<String>, i64)> {
     .await
     .unwrap()
 }
-
-/// A GET over plain HTTP/1.1: (status, body).
-pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let res = eventline_shared::testkit::http::get(addr, path).await;
-    (res.status, res.text())
-}

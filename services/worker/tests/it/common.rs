@@ -8,16 +8,16 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use clap::Parser;
 use eventline_shared::EnrichedEvent;
 use eventline_shared::config::{DatabaseArgs, RedisArgs, SecretUrl};
 use eventline_shared::redis_keys::{CONSUMER_GROUP, RedisKeys};
 use eventline_shared::stream_codec;
+use eventline_shared::testkit::serve::{Served, parse_args, serve};
 pub use eventline_shared::testkit::servers::LocalPostgres;
+pub use eventline_shared::testkit::wait_until;
 use eventline_shared::testkit::{self, TestDatabase};
 use redis::aio::MultiplexedConnection;
 use sqlx::PgPool;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use worker::config::Config;
@@ -57,8 +57,53 @@ impl TestEnv {
         config_for(&self.redis, self.db.args(), args)
     }
 
+    /// Adds each event as a request of its own (one entry each).
     pub async fn add(&self, events: &[EnrichedEvent]) -> Vec<String> {
         add_events(&mut self.conn.clone(), &self.stream(), events).await
+    }
+
+    /// Adds the events as requests of `per_request` events, one entry each,
+    /// as the gateway writes a batch; returns each event's entry id.
+    pub async fn add_requests(&self, events: &[EnrichedEvent], per_request: usize) -> Vec<String> {
+        add_packed(&mut self.conn.clone(), &self.stream(), events, per_request).await
+    }
+
+    /// Adds each event as an entry of format 1, as gateways before format 2
+    /// wrote them.
+    pub async fn add_v1(&self, events: &[EnrichedEvent]) -> Vec<String> {
+        let mut ids = Vec::with_capacity(events.len());
+        for chunk in events.chunks(1000) {
+            let mut pipe = redis::pipe();
+            for e in chunk {
+                pipe.cmd("XADD")
+                    .arg(self.stream())
+                    .arg("*")
+                    .arg(stream_codec::FIELD_VERSION)
+                    .arg(stream_codec::FORMAT_V1)
+                    .arg(stream_codec::FIELD_EVENT)
+                    .arg(stream_codec::encode(e).unwrap());
+            }
+            let chunk_ids: Vec<String> = pipe.query_async(&mut self.conn.clone()).await.unwrap();
+            ids.extend(chunk_ids);
+        }
+        ids
+    }
+
+    /// Delivers new entries (up to `count`; all without) to `consumer`
+    /// without processing them, as a worker that then crashed would.
+    pub async fn deliver_to(&self, consumer: &str, count: Option<usize>) {
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP").arg(CONSUMER_GROUP).arg(consumer);
+        if let Some(count) = count {
+            cmd.arg("COUNT").arg(count);
+        }
+        let _: redis::Value = cmd
+            .arg("STREAMS")
+            .arg(self.stream())
+            .arg(">")
+            .query_async(&mut self.conn.clone())
+            .await
+            .expect("XREADGROUP");
     }
 
     /// Adds an entry with arbitrary fields, as a broken producer might.
@@ -119,7 +164,7 @@ impl TestEnv {
 pub fn config_for(redis: &RedisArgs, db: DatabaseArgs, args: &[&str]) -> Config {
     let mut argv = vec!["worker"];
     argv.extend_from_slice(args);
-    let mut config = Config::try_parse_from(argv).expect("test arguments parse");
+    let mut config: Config = parse_args(argv);
     config.redis = redis.clone();
     config.database = db;
     config.listen.shutdown_grace = Duration::from_secs(10);
@@ -152,45 +197,46 @@ pub fn events(n: usize) -> Vec<EnrichedEvent> {
         .collect()
 }
 
-/// XADDs `events` as the gateway does, 1000 per pipeline.
+/// XADDs each of `events` as the gateway writes a single-event request.
 pub async fn add_events(
     conn: &mut MultiplexedConnection,
     stream: &str,
     events: &[EnrichedEvent],
 ) -> Vec<String> {
+    add_packed(conn, stream, events, 1).await
+}
+
+/// XADDs `events` as the gateway writes requests of `per_request` events
+/// (format 2), 1000 entries per pipeline; returns each event's entry id.
+pub async fn add_packed(
+    conn: &mut MultiplexedConnection,
+    stream: &str,
+    events: &[EnrichedEvent],
+    per_request: usize,
+) -> Vec<String> {
+    let requests: Vec<&[EnrichedEvent]> = events.chunks(per_request.max(1)).collect();
     let mut ids = Vec::with_capacity(events.len());
-    for chunk in events.chunks(1000) {
+    for chunk in requests.chunks(1000) {
         let mut pipe = redis::pipe();
-        for e in chunk {
+        for request in chunk {
+            let mut entry = stream_codec::EntryWriter::new(Some("req-test"), 0).unwrap();
+            for e in *request {
+                entry.push(e).unwrap();
+            }
             pipe.cmd("XADD")
                 .arg(stream)
                 .arg("*")
                 .arg(stream_codec::FIELD_VERSION)
-                .arg(stream_codec::FORMAT_VERSION_STR)
+                .arg(stream_codec::FORMAT_V2)
                 .arg(stream_codec::FIELD_EVENT)
-                .arg(stream_codec::encode(e).unwrap());
+                .arg(entry.finish());
         }
         let chunk_ids: Vec<String> = pipe.query_async(conn).await.unwrap();
-        ids.extend(chunk_ids);
+        for (request, id) in chunk.iter().zip(chunk_ids) {
+            ids.extend(std::iter::repeat_n(id, request.len()));
+        }
     }
     ids
-}
-
-pub async fn wait_until<F, Fut>(timeout: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if check().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 pub async fn row_count(pool: &PgPool) -> i64 {
@@ -260,7 +306,7 @@ pub struct InProcess {
     pub shutdown: CancellationToken,
     pub addr: std::net::SocketAddr,
     pub registry: prometheus::Registry,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl InProcess {
@@ -269,10 +315,8 @@ impl InProcess {
         let w = worker::Worker::start(config, registry.clone())
             .await
             .expect("worker starts");
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(worker::run(w, listener, shutdown.clone()));
+        let Served { addr, task } = serve(w, worker::run, shutdown.clone()).await;
         InProcess {
             shutdown,
             addr,
@@ -283,7 +327,7 @@ impl InProcess {
 
     pub async fn stop(self) {
         self.shutdown.cancel();
-        self.task.await.unwrap().unwrap();
+        self.task.await.unwrap();
     }
 
     pub fn metric(&self, name: &str, label: Option<(&str, &str)>) -> f64 {
@@ -310,14 +354,8 @@ impl InProcess {
     }
 
     pub async fn get(&self, path: &str) -> (u16, String) {
-        http_get(self.addr, path).await
+        testkit::http::get_text(self.addr, path).await
     }
-}
-
-/// A minimal HTTP/1.1 GET, enough for the health routes.
-pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let res = eventline_shared::testkit::http::get(addr, path).await;
-    (res.status, res.text())
 }
 
 /// The built `worker` binary (with the `failpoints` feature) as a child

@@ -18,7 +18,8 @@ async fn crash_then_recover(point: &str) {
     retry.id = uuid::Uuid::now_v7();
     all[10].event_id = Some("retried".into());
     retry.event_id = Some("retried".into());
-    env.add(&all).await;
+    // As the gateway writes batches: requests of 50 events, one entry each.
+    env.add_requests(&all, 50).await;
     env.add(std::slice::from_ref(&retry)).await;
 
     let mut child = spawn_child(

@@ -11,7 +11,9 @@ use crate::common::*;
 async fn hundred_thousand_events_through_two_workers_land_exactly_once() {
     let env = TestEnv::new().await;
     let events = events(100_000);
-    env.add(&events).await;
+    // Half as batches (entries of 100 events), half as single events.
+    env.add_requests(&events[..50_000], 100).await;
+    env.add(&events[50_000..]).await;
     let args = ["--batch-size", "2000", "--consumer"];
     let a = InProcess::start(env.config(&[&args[..], &["a"]].concat())).await;
     let b = InProcess::start(env.config(&[&args[..], &["b"]].concat())).await;

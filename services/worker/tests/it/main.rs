@@ -7,6 +7,7 @@
 mod common;
 mod crashes;
 mod delivery;
+mod formats;
 mod fresh_copy;
 mod outage;
 mod poison;

@@ -16,6 +16,16 @@ use eventline_shared::schema;
 
 use crate::common::*;
 
+/// Retries and a breaker short enough that an outage shows within seconds.
+const SHORT_RETRIES: [&str; 6] = [
+    "--retry-base",
+    "50",
+    "--retry-max",
+    "500",
+    "--breaker-open",
+    "500",
+];
+
 async fn outage(outage: Duration, dedup_ttl: &str) {
     let env = TestEnv::new().await;
     let pg = LocalPostgres::start().expect("a private PostgreSQL starts");
@@ -35,13 +45,11 @@ async fn outage(outage: Duration, dedup_ttl: &str) {
             "3",
             "--batch-size",
             "200",
-            "--retry-base",
-            "50",
-            "--retry-max",
-            "500",
-            "--breaker-open",
-            "500",
-        ],
+        ]
+        .iter()
+        .chain(&SHORT_RETRIES)
+        .copied()
+        .collect::<Vec<_>>(),
     );
     let mut second = config.clone();
     second.worker.consumer = Some("second".into());
@@ -153,18 +161,11 @@ async fn stopping_during_a_database_outage_is_prompt_and_loses_nothing() {
     let mut config = config_for(
         &env.redis,
         private_pg_args(&pg),
-        &[
-            "--claim-idle",
-            "1000",
-            "--claim-interval",
-            "200",
-            "--retry-base",
-            "50",
-            "--retry-max",
-            "500",
-            "--breaker-open",
-            "500",
-        ],
+        &["--claim-idle", "1000", "--claim-interval", "200"]
+            .iter()
+            .chain(&SHORT_RETRIES)
+            .copied()
+            .collect::<Vec<_>>(),
     );
     config.listen.shutdown_grace = Duration::from_secs(30);
     let first = events(300);

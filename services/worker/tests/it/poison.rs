@@ -94,16 +94,7 @@ async fn entries_delivered_too_often_go_to_the_dlq() {
         .await
         .unwrap();
     // A consumer that keeps failing on them: read, then re-claimed over and over.
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg(CONSUMER_GROUP)
-        .arg("crashy")
-        .arg("STREAMS")
-        .arg(env.stream())
-        .arg(">")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    env.deliver_to("crashy", None).await;
     for _ in 0..4 {
         let _: redis::Value = redis::cmd("XCLAIM")
             .arg(env.stream())

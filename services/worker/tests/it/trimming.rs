@@ -2,14 +2,12 @@
 
 use std::time::Duration;
 
-use eventline_shared::redis_keys::CONSUMER_GROUP;
-
 use crate::common::*;
 
 #[tokio::test]
 async fn trimming_keeps_every_unacked_and_undelivered_entry() {
     let env = TestEnv::new().await;
-    let mut conn = env.conn.clone();
+    let conn = env.conn.clone();
     let w = InProcess::start(env.config(&["--trim-interval", "100000"])).await;
     let early = events(300);
     env.add(&early).await;
@@ -20,18 +18,7 @@ async fn trimming_keeps_every_unacked_and_undelivered_entry() {
     // from: CLAIM_IDLE stays at its default minute).
     let stuck_events = events(100);
     let stuck = env.add(&stuck_events).await;
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg(CONSUMER_GROUP)
-        .arg("stuck")
-        .arg("COUNT")
-        .arg(100)
-        .arg("STREAMS")
-        .arg(env.stream())
-        .arg(">")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    env.deliver_to("stuck", Some(100)).await;
     let late = events(200);
     env.add(&late).await;
     let w = InProcess::start(env.config(&["--trim-interval", "100"])).await;
