@@ -67,7 +67,7 @@ cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
     wait 2>/dev/null
     redis-cli -u "$REDIS_URL" del "$STREAM" "${PREFIX}events:dlq" "bench:ceiling" >/dev/null
-    # The run's dedup claims would live DEDUP_TTL more and make the next
+    # The run's dedup claims would live one to two DEDUP_TTL more and make the next
     # bench's Redis (and its AOF rewrites) millions of keys bigger.
     say "removing this run's dedup keys"
     # Server-side, one slice of the key space per call (~0.1 s each).

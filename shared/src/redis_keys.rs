@@ -40,26 +40,48 @@ impl RedisKeys {
         format!("{}events:dlq", self.prefix)
     }
 
-    /// The dedup claim of one event (see `EnrichedEvent::dedup_key`).
-    pub fn dedup(&self, key: Uuid) -> String {
-        let mut out = String::with_capacity(self.prefix.len() + 38);
-        self.write_dedup(key, &mut out);
+    /// The hash of dedup claims of time bucket `bucket` (see
+    /// [`claim_bucket`]) that holds `key`'s claim: `dedup:{pppp}:<bucket>`,
+    /// `pppp` the key's partition (its first two bytes in hex). The
+    /// partition is the hash tag, so one key's buckets share a cluster slot
+    /// and a script can check them together.
+    pub fn claims(&self, key: Uuid, bucket: u64) -> String {
+        let mut out = String::with_capacity(self.prefix.len() + 32);
+        self.write_claims(key, bucket, &mut out);
         out
     }
 
-    /// [`Self::dedup`] written into `out` (cleared first), so a loop over a
+    /// [`Self::claims`] written into `out` (cleared first), so a loop over a
     /// batch reuses one buffer.
-    pub fn write_dedup(&self, key: Uuid, out: &mut String) {
+    pub fn write_claims(&self, key: Uuid, bucket: u64, out: &mut String) {
+        use std::fmt::Write as _;
+        let bytes = key.as_bytes();
         out.clear();
         out.push_str(&self.prefix);
-        out.push_str("dedup:");
-        out.push_str(key.as_simple().encode_lower(&mut Uuid::encode_buffer()));
+        // Writing to a String cannot fail.
+        let _ = write!(out, "dedup:{{{:02x}{:02x}}}:{bucket}", bytes[0], bytes[1]);
     }
 
     /// A rate-limit window; `scope` is a small fixed word (`key`, `ip`).
     pub fn rate_limit(&self, scope: &str, subject: &str) -> String {
         format!("{}ratelimit:{scope}:{subject}", self.prefix)
     }
+}
+
+/// The time bucket of dedup claims made at `unix_secs`, for claims that
+/// must live `ttl_secs` (`DEDUP_TTL`): buckets are `ttl_secs` long, a claim
+/// is made in the current bucket and looked for in the one before and the
+/// one after (clocks of workers that disagree by less than a bucket still
+/// meet), and a bucket's hashes expire at [`claims_expire_at`].
+pub fn claim_bucket(unix_secs: u64, ttl_secs: u64) -> u64 {
+    unix_secs / ttl_secs.max(1)
+}
+
+/// When the claim hashes of `bucket` expire (Unix seconds): the end of the
+/// bucket after it, so every claim lives between one and two `ttl_secs`,
+/// and each hash goes whole instead of key by key.
+pub fn claims_expire_at(bucket: u64, ttl_secs: u64) -> u64 {
+    (bucket + 2).saturating_mul(ttl_secs.max(1))
 }
 
 /// The shard of an event: its dedup key modulo the shard count, so the
@@ -163,11 +185,25 @@ mod tests {
         let keys = RedisKeys::default();
         assert_eq!(keys.stream(0), "events:{0}");
         assert_eq!(keys.dlq(), "events:dlq");
-        let k = Uuid::from_u128(0xab);
-        assert_eq!(keys.dedup(k), "dedup:000000000000000000000000000000ab");
+        let k = Uuid::from_u128(0x0a0b_0000_0000_0000_0000_0000_0000_00ab);
+        assert_eq!(keys.claims(k, 2_941_705), "dedup:{0a0b}:2941705");
         let keys = RedisKeys::new("t1:");
         assert_eq!(keys.stream(3), "t1:events:{3}");
         assert_eq!(keys.rate_limit("ip", "1.2.3.4"), "t1:ratelimit:ip:1.2.3.4");
+        assert_eq!(keys.claims(k, 7), "t1:dedup:{0a0b}:7");
+    }
+
+    #[test]
+    fn claims_live_between_one_and_two_ttls() {
+        let ttl = 600;
+        for made in [1_764_000_000u64, 1_764_000_599, 1_764_000_600] {
+            let bucket = claim_bucket(made, ttl);
+            let expires = claims_expire_at(bucket, ttl);
+            assert!(expires >= made + ttl && expires <= made + 2 * ttl, "{made}");
+            // A claim is still found one TTL later, in the bucket before.
+            assert!(claim_bucket(made + ttl, ttl) <= bucket + 1);
+        }
+        assert_eq!(claim_bucket(5, 0), 5, "a zero TTL is taken as one second");
     }
 
     #[test]

@@ -183,6 +183,72 @@ pub fn redis_args() -> RedisArgs {
     }
 }
 
+/// The `DEDUP_TTL_SECONDS` of test workers that do not set it.
+pub const DEDUP_TTL_SECS: u64 = 600;
+
+/// The claim hashes of `key` in the buckets around now, as a worker with
+/// the default `DEDUP_TTL_SECONDS` looks them up: before, current, after.
+pub fn claim_hashes(keys: &crate::redis_keys::RedisKeys, key: uuid::Uuid) -> [String; 3] {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let bucket = crate::redis_keys::claim_bucket(now, DEDUP_TTL_SECS);
+    [bucket.saturating_sub(1), bucket, bucket + 1].map(|b| keys.claims(key, b))
+}
+
+/// The entry id holding `key`'s dedup claim, if any.
+pub async fn claim_holder(
+    conn: &mut redis::aio::MultiplexedConnection,
+    keys: &crate::redis_keys::RedisKeys,
+    key: uuid::Uuid,
+) -> Option<String> {
+    for hash in claim_hashes(keys, key) {
+        let holder: Option<String> = redis::cmd("HGET")
+            .arg(&hash)
+            .arg(key.as_bytes())
+            .query_async(conn)
+            .await
+            .expect("HGET a claim");
+        if holder.is_some() {
+            return holder;
+        }
+    }
+    None
+}
+
+/// Makes entry `holder` hold `key`'s claim, as a worker's claim does.
+pub async fn set_claim(
+    conn: &mut redis::aio::MultiplexedConnection,
+    keys: &crate::redis_keys::RedisKeys,
+    key: uuid::Uuid,
+    holder: &str,
+) {
+    let [_, current, _] = claim_hashes(keys, key);
+    redis::cmd("HSET")
+        .arg(&current)
+        .arg(key.as_bytes())
+        .arg(holder)
+        .query_async::<()>(conn)
+        .await
+        .expect("HSET a claim");
+}
+
+/// Deletes `key`'s claim wherever it is, as its expiry would.
+pub async fn expire_claim(
+    conn: &mut redis::aio::MultiplexedConnection,
+    keys: &crate::redis_keys::RedisKeys,
+    key: uuid::Uuid,
+) {
+    for hash in claim_hashes(keys, key) {
+        redis::cmd("HDEL")
+            .arg(&hash)
+            .arg(key.as_bytes())
+            .query_async::<()>(conn)
+            .await
+            .expect("HDEL a claim");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

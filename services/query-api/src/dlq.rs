@@ -4,10 +4,11 @@
 //! Invariant: a replay is atomic per entry (one Lua script): the dead letter
 //! still exists, its event goes back on its shard as a *new* entry with the
 //! original `v`/`e` fields, and the dead letter is deleted — all or nothing.
-//! Because the new entry has a new id, the old entry's dedup claim
-//! (`dedup:{key}`, holding the old entry id) is released in the same script
-//! (the contract's step 7); a claim held by a *different* entry is kept, so
-//! an event stored since then is recognised as a duplicate, not stored twice.
+//! The new entry has a new id; the old entry's dedup claim, if the event had
+//! one, was released by the worker when it dead-lettered the event (the
+//! contract's step 6), so the new entry claims afresh. A claim taken since
+//! by a *different* entry (a client retry that was stored) makes the
+//! replay a duplicate, not a second row.
 //! An entry whose event cannot be decoded is not replayed (the worker would
 //! only dead-letter it again) and stays in the DLQ for inspection.
 
@@ -34,16 +35,13 @@ const MAX_LIMIT: u32 = 500;
 /// Most ids in one replay request.
 const MAX_REPLAY_IDS: usize = 1000;
 
-/// KEYS: the DLQ, the target stream, the dedup claim.
-/// ARGV: the dead letter's id, `v`, `e`, the original entry id ("" when the
-/// dead letter does not say).
+/// KEYS: the DLQ, the target stream. ARGV: the dead letter's id, `v`, `e`.
+/// The dead event's dedup claim, if it had one, was released by the worker
+/// when it wrote the letter, so the replayed entry claims afresh (and is a
+/// duplicate if a client retry stored the event meanwhile).
 const REPLAY_SCRIPT: &str = r"
 if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) == 0 then
   return false
-end
-local claim = redis.call('GET', KEYS[3])
-if claim and (ARGV[4] == '' or claim == ARGV[4]) then
-  redis.call('DEL', KEYS[3])
 end
 local id = redis.call('XADD', KEYS[2], '*', 'v', ARGV[2], 'e', ARGV[3])
 redis.call('XDEL', KEYS[1], ARGV[1])
@@ -389,17 +387,14 @@ async fn replay_entry(
         // decode() succeeded, so both fields exist.
         return Ok(());
     };
-    let dedup_key = event.dedup_key();
-    let stream = state.keys.stream(shard_of(dedup_key, state.shards));
+    let stream = state.keys.stream(shard_of(event.dedup_key(), state.shards));
     let mut conn = conn(state).await?;
     let new_id: Option<String> = redis::Script::new(REPLAY_SCRIPT)
         .key(state.keys.dlq())
         .key(&stream)
-        .key(state.keys.dedup(dedup_key))
         .arg(&entry.id)
         .arg(version)
         .arg(payload)
-        .arg(text(entry, "source_id").unwrap_or_default())
         .invoke_async(&mut conn)
         .await
         .map_err(ApiError::from_redis)?;

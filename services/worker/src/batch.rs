@@ -93,10 +93,10 @@ async fn run_steps(
     // Step 3: the insert; rows PostgreSQL refuses come back one by one.
     let refused = insert_bisecting(state, heartbeat, &claimed.rows, claimed.kind).await?;
     failpoint::hit("after_commit");
-    let release = sort_inserted(stream, entries, &claimed, refused, started, &mut letters);
+    sort_inserted(stream, entries, &claimed, refused, started, &mut letters);
 
     // Step 6: dead letters before their acks.
-    dead_letter_all(state, stream, &letters, &release).await?;
+    dead_letter_all(state, stream, &letters).await?;
 
     // Step 4: XACK, only now: every event of every entry is through.
     let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
@@ -162,11 +162,14 @@ fn decode<'a>(
     decoded
 }
 
-/// Step 2: claims the decoded rows' dedup keys, each for its entry (the
-/// gateway sends an `event_id` once per request, so the events of one entry
-/// have distinct keys). Duplicates of an entry that holds the claim are
-/// left out; the rest are kept for the insert. `None` when the worker
-/// stopped while Redis kept failing.
+/// Step 2: claims the dedup keys of the decoded rows that have a client
+/// `event_id`, each for its entry (the gateway sends an `event_id` once per
+/// request, so the events of one entry have distinct keys). Duplicates of an
+/// entry that holds the claim are left out; the rest are kept for the
+/// insert. A row without an `event_id` claims nothing: it is new when its
+/// entry is delivered for the first time, and may be stored already when
+/// the entry is redelivered. `None` when the worker stopped while Redis kept
+/// failing.
 async fn claim<'a>(
     state: &State,
     entries: &'a [Entry],
@@ -174,9 +177,12 @@ async fn claim<'a>(
 ) -> Option<Claimed<'a>> {
     let keys: Vec<_> = decoded
         .iter()
+        .filter(|(_, row)| row.event.event_id.is_some())
         .map(|(i, row)| (row.dedup_key, entries[*i].id.as_str()))
         .collect();
-    let claims = redis_retrying(state, "dedup claim", || dedup::claim(state, &keys)).await?;
+    let mut claims = redis_retrying(state, "dedup claim", || dedup::claim(state, &keys))
+        .await?
+        .into_iter();
     let mut claimed = Claimed {
         rows: Vec::with_capacity(decoded.len()),
         row_entry: Vec::with_capacity(decoded.len()),
@@ -188,7 +194,15 @@ async fn claim<'a>(
             Rows::MayExist
         },
     };
-    for ((i, row), claim) in decoded.into_iter().zip(claims) {
+    for (i, row) in decoded {
+        let claim = if row.event.event_id.is_some() {
+            // One answer per keyed row, in order.
+            claims.next().unwrap_or(Claim::OwnRedelivery)
+        } else if entries[i].deliveries > 1 {
+            Claim::OwnRedelivery
+        } else {
+            Claim::Claimed
+        };
         match claim {
             Claim::Duplicate => state.metrics.duplicates_claim.inc(),
             Claim::OwnRedelivery | Claim::Claimed => {
@@ -207,7 +221,6 @@ async fn claim<'a>(
 }
 
 /// After the insert: refused rows become dead letters, each on its own.
-/// Returns the refused rows' dedup claims, to release.
 fn sort_inserted<'a>(
     stream: &str,
     entries: &'a [Entry],
@@ -215,11 +228,10 @@ fn sort_inserted<'a>(
     refused: Vec<(usize, String)>,
     started: DateTime<Utc>,
     letters: &mut Letters<'a>,
-) -> Vec<(Uuid, &'a str)> {
+) {
     let Claimed {
         rows, row_entry, ..
     } = claimed;
-    let mut release = Vec::with_capacity(refused.len());
     for (r, error) in refused {
         let entry = &entries[row_entry[r]];
         tracing::warn!(
@@ -229,7 +241,6 @@ fn sort_inserted<'a>(
             error,
             "event refused by PostgreSQL; dead-lettering it"
         );
-        release.push((rows[r].dedup_key, entry.id.as_str()));
         letters.push(DeadLetter {
             entry,
             event: Some(rows[r].event),
@@ -238,18 +249,13 @@ fn sort_inserted<'a>(
             first_failure: started,
         });
     }
-    release
 }
 
-/// Step 6: writes the dead letters, then releases the refused rows' claims
-/// (not stored, so a later retry of the same event must be able to claim).
-/// `None` when the worker stopped while Redis kept failing.
-async fn dead_letter_all(
-    state: &State,
-    stream: &str,
-    letters: &Letters<'_>,
-    release: &[(Uuid, &str)],
-) -> Option<()> {
+/// Step 6: writes the dead letters, then releases the claims of the dead
+/// events that have an `event_id` (not stored, so a later retry or a replay
+/// of the same event must be able to claim). `None` when the worker stopped
+/// while Redis kept failing.
+async fn dead_letter_all(state: &State, stream: &str, letters: &Letters<'_>) -> Option<()> {
     if letters.is_empty() {
         return Some(());
     }
@@ -271,7 +277,14 @@ async fn dead_letter_all(
             );
         }
     }
-    redis_retrying(state, "dedup release", || dedup::release(state, release)).await
+    let release: Vec<(Uuid, &str)> = letters
+        .iter()
+        .filter_map(|letter| {
+            let event = letter.event.filter(|e| e.event_id.is_some())?;
+            Some((event.dedup_key(), letter.entry.id.as_str()))
+        })
+        .collect();
+    redis_retrying(state, "dedup release", || dedup::release(state, &release)).await
 }
 
 /// Step 4: `XACK`s `ack`. `None` when the worker stopped while Redis kept

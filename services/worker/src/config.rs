@@ -67,7 +67,8 @@ pub struct WorkerArgs {
     /// How often (milliseconds) to look for entries to claim.
     #[arg(long, env = "CLAIM_INTERVAL_MS", value_name = "CLAIM_INTERVAL_MS", default_value = "5000", value_parser = parse_millis)]
     pub claim_interval: Duration,
-    /// Lifetime of a dedup claim, in seconds (`SET dedup:{key} … NX EX`).
+    /// How long a dedup claim lives at least, in seconds (claims live one
+    /// to two of these; every worker must use the same value).
     #[arg(long, env = "DEDUP_TTL_SECONDS", value_name = "DEDUP_TTL_SECONDS", default_value = "600", value_parser = parse_positive_seconds)]
     pub dedup_ttl: Duration,
     /// How often (milliseconds) to trim the streams and refresh the stream

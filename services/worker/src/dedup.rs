@@ -1,13 +1,31 @@
-//! The dedup claim (step 2 of the delivery protocol): `SET dedup:{key}
-//! <entry id> NX GET EX <DEDUP_TTL>` for the whole batch in one pipeline.
-//! `NX GET` tells in the same round trip who holds the key: nobody (we claimed
-//! it), this very entry (our own earlier claim, the entry is being
-//! redelivered: keep it), or another entry (a duplicate: skip it).
+//! The dedup claim (step 2 of the delivery protocol), for events that carry
+//! a client `event_id`. An event without one has the gateway's id as its
+//! dedup key: only a redelivery of its own entry can repeat it, and
+//! PostgreSQL's unique key refuses that row, so it claims nothing (the batch
+//! code treats a redelivered entry's events as possibly stored).
+//!
+//! A claim is a field of a hash, `dedup:{pppp}:<bucket>` (partition and time
+//! bucket, see `redis_keys::claim_bucket`): the field is the 16-byte dedup
+//! key, the value the entry id that claimed it. One script call per event
+//! looks in the buckets before and after the current one and, when the key
+//! is free, claims it in the current bucket, all atomically (the three
+//! hashes share a slot). Whole hashes expire at once, one to two TTLs after
+//! their claims, so Redis lets go of claims as fast as they age instead of
+//! sampling millions of keys, and a claim costs a listpack field (tens of
+//! bytes) rather than a key of its own (~190; ADR 0003).
+//!
+//! The answer tells who holds the key: nobody (we claimed it), this very
+//! entry (our own earlier claim, the entry is being redelivered: keep it),
+//! or another entry (a duplicate: skip it).
 //!
 //! Invariant: a key is only ever released ([`release`]) by the entry that
-//! holds it, and only when that entry will not be stored (dead-lettered), so
-//! a retry of the same event can still be stored later.
+//! holds it, and only when that entry will not store it (dead-lettered), so
+//! a retry or a replay of the same event can still be stored later.
 
+use std::sync::LazyLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use eventline_shared::redis_keys::{claim_bucket, claims_expire_at};
 use redis::{Script, Value};
 use uuid::Uuid;
 
@@ -23,29 +41,76 @@ pub enum Claim {
     Duplicate,
 }
 
+/// KEYS: the previous, current and next bucket's hash; ARGV: the field,
+/// the claiming entry id, when a new current hash expires. Returns the
+/// holder, or nil when this call claimed the key.
+static CLAIM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local held = redis.call('HGET', KEYS[1], ARGV[1]) or redis.call('HGET', KEYS[3], ARGV[1])
+if held then return held end
+if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 1 then
+  redis.call('EXPIREAT', KEYS[2], ARGV[3], 'NX')
+  return false
+end
+return redis.call('HGET', KEYS[2], ARGV[1])
+",
+    )
+});
+
+/// KEYS: the buckets a claim may be in; ARGV: the field, the entry id that
+/// must hold it. Deletes the field where that entry holds it.
+static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+for i = 1, #KEYS do
+  if redis.call('HGET', KEYS[i], ARGV[1]) == ARGV[2] then
+    redis.call('HDEL', KEYS[i], ARGV[1])
+  end
+end
+return 0
+",
+    )
+});
+
+/// The bucket of now, on this worker's clock.
+fn current_bucket(state: &State) -> (u64, u64) {
+    let ttl = state.config.dedup_ttl.as_secs().max(1);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    (claim_bucket(now, ttl), ttl)
+}
+
+/// The hashes of the buckets around `bucket` for `key`: before, current, after.
+fn buckets(state: &State, key: Uuid, bucket: u64) -> [String; 3] {
+    [
+        state.keys.claims(key, bucket.saturating_sub(1)),
+        state.keys.claims(key, bucket),
+        state.keys.claims(key, bucket + 1),
+    ]
+}
+
 /// Claims `keys` (dedup key and the entry id claiming it), in order: of two
 /// entries of one batch with the same key, the first claims and the second is
-/// a duplicate.
+/// a duplicate. One pipeline of script calls.
 pub async fn claim(state: &State, keys: &[(Uuid, &str)]) -> Result<Vec<Claim>, redis::RedisError> {
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    let ttl = state.config.dedup_ttl.as_secs().max(1);
-    // Sized up front: one allocation per command instead of a string and
-    // several regrowths (this runs for every event).
-    let mut pipe = redis::Pipeline::with_capacity(keys.len());
-    let mut name = String::with_capacity(64);
+    let (bucket, ttl) = current_bucket(state);
+    let expire_at = claims_expire_at(bucket, ttl);
+    let mut pipe = redis::Pipeline::with_capacity(keys.len() + 1);
+    // Loading is idempotent and cheap; it spares a NOSCRIPT round trip
+    // after a Redis restart.
+    pipe.load_script(&CLAIM).ignore();
     for (key, id) in keys {
-        state.keys.write_dedup(*key, &mut name);
-        let mut cmd = redis::Cmd::with_capacity(7, name.len() + id.len() + 32);
-        cmd.arg("SET")
-            .arg(&name)
-            .arg(*id)
-            .arg("NX")
-            .arg("GET")
-            .arg("EX")
-            .arg(ttl);
-        pipe.add_command(cmd);
+        let mut invocation = CLAIM.prepare_invoke();
+        for hash in buckets(state, *key, bucket) {
+            invocation.key(hash);
+        }
+        invocation.arg(key.as_bytes()).arg(*id).arg(expire_at);
+        pipe.invoke_script(&invocation);
     }
     let mut conn = state.redis_conn().await?;
     let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
@@ -60,23 +125,24 @@ pub async fn claim(state: &State, keys: &[(Uuid, &str)]) -> Result<Vec<Claim>, r
         .collect())
 }
 
-/// Deletes each key that `entry id` still holds (compare-and-delete, one key
-/// per call). eventline runs on a single Redis node: Redis Cluster is not
-/// supported yet (the claims above are one pipeline over many keys).
+/// Deletes each key that `entry id` still holds, in whichever bucket around
+/// now it is (compare-and-delete, one script call per key, one pipeline).
 pub async fn release(state: &State, keys: &[(Uuid, &str)]) -> Result<(), redis::RedisError> {
     if keys.is_empty() {
         return Ok(());
     }
-    let script = Script::new(
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
-    );
-    let mut conn = state.redis_conn().await?;
+    let (bucket, _) = current_bucket(state);
+    let mut pipe = redis::Pipeline::with_capacity(keys.len() + 1);
+    pipe.load_script(&RELEASE).ignore();
     for (key, id) in keys {
-        let _: i64 = script
-            .key(state.keys.dedup(*key))
-            .arg(*id)
-            .invoke_async(&mut conn)
-            .await?;
+        let mut invocation = RELEASE.prepare_invoke();
+        // A claim made up to one bucket ago is in the bucket before.
+        for hash in buckets(state, *key, bucket) {
+            invocation.key(hash);
+        }
+        invocation.arg(key.as_bytes()).arg(*id);
+        pipe.invoke_script(&invocation).ignore();
     }
-    Ok(())
+    let mut conn = state.redis_conn().await?;
+    pipe.query_async::<()>(&mut conn).await
 }

@@ -10,7 +10,7 @@ use chrono::Utc;
 use eventline_shared::EnrichedEvent;
 use eventline_shared::stream_codec;
 use eventline_shared::testkit::serve::{parse_args, serve};
-use eventline_shared::testkit::wait_until;
+use eventline_shared::testkit::{claim_holder, set_claim, wait_until};
 use redis::streams::StreamRangeReply;
 use tokio_util::sync::CancellationToken;
 
@@ -60,23 +60,6 @@ async fn entries(app: &TestApp, key: &str) -> Vec<(String, HashMap<String, redis
     reply.ids.into_iter().map(|e| (e.id, e.map)).collect()
 }
 
-async fn get_key(app: &TestApp, key: &str) -> Option<String> {
-    redis::cmd("GET")
-        .arg(key)
-        .query_async(&mut app.conn.clone())
-        .await
-        .unwrap()
-}
-
-async fn set_key(app: &TestApp, key: &str, value: &str) {
-    redis::cmd("SET")
-        .arg(key)
-        .arg(value)
-        .query_async::<()>(&mut app.conn.clone())
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn lists_dead_letters_with_reasons_in_pages() {
     let app = open_app(&[]).await;
@@ -115,12 +98,10 @@ async fn lists_dead_letters_with_reasons_in_pages() {
 }
 
 #[tokio::test]
-async fn replay_by_id_puts_the_event_back_and_releases_its_claim() {
+async fn replay_by_id_puts_the_event_back() {
     let app = open_app(&[]).await;
     let mut event = event_at("checkout", "poison", Utc::now());
     event.event_id = Some("order-7".into());
-    let dedup = app.keys.dedup(event.dedup_key());
-    set_key(&app, &dedup, "1-1").await;
     let good = dead_event(&app, &event, "1-1").await;
     let bad = dead_letter(&app, b"1", b"\xc1garbage", "1-2").await;
 
@@ -149,8 +130,7 @@ async fn replay_by_id_puts_the_event_back_and_releases_its_claim() {
     };
     let back = stream_codec::decode(field("v").as_deref(), field("e").as_deref()).unwrap();
     assert_eq!(back, vec![event]);
-    // The old entry's claim is released; the DLQ keeps only the undecodable one.
-    assert_eq!(get_key(&app, &dedup).await, None);
+    // The DLQ keeps only the undecodable one.
     let dlq = entries(&app, &app.keys.dlq()).await;
     assert_eq!(dlq.len(), 1);
     assert_eq!(dlq[0].0, bad);
@@ -228,17 +208,21 @@ async fn replay_all_keeps_a_claim_held_by_another_entry() {
         ids.push(dead_event(&app, &event, &format!("1-{i}")).await);
         events.push(event);
     }
-    // Event 0's claim belongs to a later entry that was stored: it stays.
-    let held = app.keys.dedup(events[0].dedup_key());
-    set_key(&app, &held, "5-0").await;
-    let released = app.keys.dedup(events[1].dedup_key());
-    set_key(&app, &released, "1-1").await;
+    // Event 0's claim belongs to a later entry that was stored: it stays
+    // (the worker will count the replay as its duplicate). Claims of dead
+    // events were released by the worker that wrote the letters.
+    let mut conn = app.conn.clone();
+    set_claim(&mut conn, &app.keys, events[0].dedup_key(), "5-0").await;
 
     let res = app.post_json("/v1/dlq/replay", r#"{"all":true}"#).await;
     assert_eq!(res.status, 200);
     assert_eq!(res.json()["replayed"].as_array().unwrap().len(), 5);
-    assert_eq!(get_key(&app, &held).await.as_deref(), Some("5-0"));
-    assert_eq!(get_key(&app, &released).await, None);
+    assert_eq!(
+        claim_holder(&mut conn, &app.keys, events[0].dedup_key())
+            .await
+            .as_deref(),
+        Some("5-0")
+    );
     assert!(entries(&app, &app.keys.dlq()).await.is_empty());
     // Each went to its own shard.
     let mut on_streams = 0;
@@ -265,8 +249,6 @@ async fn a_replayed_dead_letter_is_stored_by_the_worker() {
     let app = open_app(&[]).await;
     let mut event = event_at("checkout", "second chance", Utc::now());
     event.event_id = Some("order-99".into());
-    let dedup = app.keys.dedup(event.dedup_key());
-    set_key(&app, &dedup, "1-1").await;
     let id = dead_event(&app, &event, "1-1").await;
 
     // A real worker on the same database and key prefix.

@@ -58,7 +58,8 @@ async fn after_the_dedup_claim_expired_the_database_key_is_the_guard() {
     let first = event("billing", "invoice paid", Some("inv-7"));
     env.add(std::slice::from_ref(&first)).await;
     env.wait_drained(Duration::from_secs(20)).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // A claim lives one to two DEDUP_TTLs.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let mut late = first.clone();
     late.id = uuid::Uuid::now_v7();
     env.add(&[late]).await;
@@ -156,5 +157,55 @@ async fn a_read_error_mid_batch_still_processes_the_entries_already_read() {
     env.wait_drained(Duration::from_secs(30)).await;
     assert_exactly_once(&env.db.pool, &events).await;
     assert_eq!(w.metric(worker::metrics::CLAIMED, None), 0.0);
+    w.stop().await;
+}
+
+/// Only events with a client `event_id` claim, and their claims are fields
+/// of bucket hashes that expire whole, one to two DEDUP_TTLs after they
+/// were made.
+#[tokio::test]
+async fn only_client_ids_claim_in_hashes_that_expire_whole() {
+    let env = TestEnv::new().await;
+    let mut keyed = events(20);
+    for (i, e) in keyed.iter_mut().enumerate() {
+        e.event_id = Some(format!("order-{i}"));
+    }
+    let anonymous = events(20);
+    let ids = env.add_requests(&keyed, 10).await;
+    env.add_requests(&anonymous, 10).await;
+    let w = InProcess::start(env.config(&[])).await;
+    env.wait_drained(Duration::from_secs(20)).await;
+    let all: Vec<_> = keyed.iter().chain(&anonymous).cloned().collect();
+    assert_exactly_once(&env.db.pool, &all).await;
+
+    let mut conn = env.conn.clone();
+    for (event, id) in keyed.iter().zip(&ids) {
+        let holder =
+            eventline_shared::testkit::claim_holder(&mut conn, &env.keys, event.dedup_key()).await;
+        assert_eq!(holder.as_deref(), Some(id.as_str()));
+    }
+    for event in &anonymous {
+        let holder =
+            eventline_shared::testkit::claim_holder(&mut conn, &env.keys, event.dedup_key()).await;
+        assert_eq!(holder, None, "an event without event_id claims nothing");
+    }
+    // Every claim hash expires within two TTLs, none before one.
+    let hashes: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}dedup:*", env.keys.prefix()))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        !hashes.is_empty() && hashes.len() <= keyed.len(),
+        "{hashes:?}"
+    );
+    for hash in hashes {
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(&hash)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!((590..=1200).contains(&ttl), "{hash} expires in {ttl} s");
+    }
     w.stop().await;
 }

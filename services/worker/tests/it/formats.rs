@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use eventline_shared::stream_codec;
 
+use eventline_shared::testkit;
+
 use crate::common::*;
 
 #[tokio::test]
@@ -108,11 +110,7 @@ async fn a_request_with_bad_events_stores_the_good_ones_and_dead_letters_each_ba
         2.0
     );
     // The refused event's claim is released: a fixed retry can land.
-    let held: Option<String> = redis::cmd("GET")
-        .arg(env.keys.dedup(nul.dedup_key()))
-        .query_async(&mut env.conn.clone())
-        .await
-        .unwrap();
+    let held = testkit::claim_holder(&mut env.conn.clone(), &env.keys, nul.dedup_key()).await;
     assert_eq!(held, None);
     w.stop().await;
 }

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use eventline_shared::testkit;
+
 use crate::common::*;
 
 #[tokio::test]
@@ -22,11 +24,7 @@ async fn an_old_row_whose_claim_expired_sends_the_batch_back_to_the_guarded_path
     // Its claim expired (DEDUP_TTL); a client sends the same event again
     // (same event_id and timestamp, a new entry) among new ones, and they
     // are read as one batch.
-    let _: () = redis::cmd("DEL")
-        .arg(env.keys.dedup(first.dedup_key()))
-        .query_async(&mut env.conn.clone())
-        .await
-        .unwrap();
+    testkit::expire_claim(&mut env.conn.clone(), &env.keys, first.dedup_key()).await;
     let mut late = first.clone();
     late.id = uuid::Uuid::now_v7();
     let mut fresh = events(50);

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use eventline_shared::redis_keys::CONSUMER_GROUP;
 
+use eventline_shared::testkit;
+
 use crate::common::*;
 
 #[tokio::test]
@@ -63,11 +65,7 @@ async fn poison_entries_go_to_the_dlq_and_the_good_ones_land() {
     );
 
     // The refused event's dedup claim was released, so a fixed retry can land.
-    let held: Option<String> = redis::cmd("GET")
-        .arg(env.keys.dedup(nul.dedup_key()))
-        .query_async(&mut env.conn.clone())
-        .await
-        .unwrap();
+    let held = testkit::claim_holder(&mut env.conn.clone(), &env.keys, nul.dedup_key()).await;
     assert_eq!(held, None);
     let mut fixed = nul.clone();
     fixed.id = uuid::Uuid::now_v7();
@@ -82,9 +80,12 @@ async fn poison_entries_go_to_the_dlq_and_the_good_ones_land() {
 #[tokio::test]
 async fn entries_delivered_too_often_go_to_the_dlq() {
     let env = TestEnv::new().await;
-    let doomed = events(5);
+    let mut doomed = events(5);
+    doomed[0].event_id = Some("doomed-0".into());
     let ids = env.add(&doomed).await;
     let mut conn = env.conn.clone();
+    // An earlier delivery claimed the event that has an event_id.
+    testkit::set_claim(&mut conn, &env.keys, doomed[0].dedup_key(), &ids[0]).await;
     let _: () = redis::cmd("XGROUP")
         .arg("CREATE")
         .arg(env.stream())
@@ -117,6 +118,11 @@ async fn entries_delivered_too_often_go_to_the_dlq() {
     .await;
     env.wait_drained(Duration::from_secs(20)).await;
     assert_eq!(row_count(&env.db.pool).await, 0);
+    assert_eq!(
+        testkit::claim_holder(&mut conn, &env.keys, doomed[0].dedup_key()).await,
+        None,
+        "a dead event's claim is released, so a replay can store it"
+    );
     let letters = env.dead_letters().await;
     assert_eq!(letters.len(), 5);
     for l in &letters {
