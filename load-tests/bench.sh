@@ -21,6 +21,14 @@
 # /proc before and after it.
 # The tables are printed and everything is written to bench-results/<UTC time>/.
 #
+# With BENCH_SOAK=<duration> (e.g. 25m: at least twice DEDUP_TTL_SECONDS, 600)
+# it runs one soak instead of the six runs: BENCH_SOAK_RATE (10000) events/s in
+# batches of 100 with load-tests/scenarios/soak.toml's events (half with an
+# event_id), sampling Redis every 30 s into soak-redis.tsv: used_memory, the
+# dedup claim hashes (keys, fields, MEMORY USAGE summed over every one of
+# them), the stream's length and expired_stale_perc; it prints the claims'
+# bytes per event of the DEDUP_TTL window at the end.
+#
 # Environment: BENCH_DURATION (30s), BENCH_BATCH_RATE (60000 events/s),
 # BENCH_SINGLE_RATE (30000 requests/s), BENCH_SINGLE_CONNECTIONS (256), BENCH_GATEWAY_PORT (18180),
 # BENCH_WORKER_PORT (19191), BENCH_KEEP_DB=1 keeps the eventline_bench database,
@@ -198,6 +206,51 @@ run() {
                 end - start, g1 - g0, (y[1] - x[1]) / tck, (y[2] - x[2]) / tck, (y[3] - x[3]) / tck, (y[4] - x[4]) / tck, (y[5] - x[5]) / tck
         }' >"$OUT/cpu-$label.json"
 }
+
+# redis_sampler <file>: Redis memory and the dedup claims every 30 s (soak).
+redis_sampler() {
+    printf 'seconds\tused_memory\tclaim_hashes\tclaim_fields\tclaim_bytes\tstream_length\texpired_stale_perc\n' >"$1"
+    local t0=$SECONDS
+    while true; do
+        local cursor=0 hashes=0 fields=0 bytes=0 reply
+        while :; do
+            reply=$(redis-cli -u "$REDIS_URL" --raw eval "
+                local r = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', 20000)
+                local n, f, b = 0, 0, 0
+                for _, k in ipairs(r[2]) do
+                    n = n + 1
+                    f = f + redis.call('HLEN', k)
+                    b = b + (redis.call('MEMORY', 'USAGE', k) or 0)
+                end
+                return {r[1], n, f, b}" 0 "$cursor" "${PREFIX}dedup:*" | tr '\n' ' ') || break
+            read -r cursor n f b <<<"$reply"
+            hashes=$((hashes + n)) fields=$((fields + f)) bytes=$((bytes + b))
+            [[ $cursor == 0 ]] && break
+        done
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$((SECONDS - t0))" \
+            "$(redis-cli -u "$REDIS_URL" info memory | tr -d '\r' | awk -F: '$1 == "used_memory" {print $2}')" \
+            "$hashes" "$fields" "$bytes" "$(redis-cli -u "$REDIS_URL" xlen "$STREAM")" \
+            "$(redis-cli -u "$REDIS_URL" info stats | tr -d '\r' | awk -F: '$1 == "expired_stale_perc" {print $2}')" >>"$1"
+        sleep 30
+    done
+}
+
+if [[ -n ${BENCH_SOAK:-} ]]; then
+    SOAK_RATE=${BENCH_SOAK_RATE:-10000}
+    redis_sampler "$OUT/soak-redis.tsv" &
+    SAMPLER=$!
+    PIDS+=("$SAMPLER")
+    run soak --rate "$SOAK_RATE" -c 16 -b 100 --services 200 --event-id-share 0.5 \
+        --duplicate-share 0.02 --metadata mixed --duration "$BENCH_SOAK"
+    kill "$SAMPLER" 2>/dev/null
+    say "soak results ($OUT/soak-redis.tsv)"
+    column -t "$OUT/soak-redis.tsv" >&2
+    # The last sample: claims' bytes per event of the 600 s window.
+    tail -1 "$OUT/soak-redis.tsv" | awk -v rate="$SOAK_RATE" -F'\t' '{
+        printf "claims: %d fields in %d hashes, %d bytes: %.1f bytes per claim, %.1f bytes per event of a 600 s window at %d events/s\n",
+            $4, $3, $5, $5 / ($4 > 0 ? $4 : 1), $5 / (rate * 600), rate }' >&2
+    exit 0
+fi
 
 run batch-max --mode closed -c 8 -b 100 --duration "$DURATION"
 run batch-max-keyed --mode closed -c 8 -b 100 --event-id-share 1 --duration "$DURATION"

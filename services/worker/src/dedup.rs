@@ -6,10 +6,9 @@
 //!
 //! A claim is a field of a hash, `dedup:{pppp}:<bucket>` (partition and time
 //! bucket, see `redis_keys::claim_bucket`): the field is the 16-byte dedup
-//! key, the value the entry id that claimed it. One script call per event
-//! looks in the buckets before and after the current one and, when the key
-//! is free, claims it in the current bucket, all atomically (the three
-//! hashes share a slot). Whole hashes expire at once, one to two TTLs after
+//! key, the value the entry id that claimed it. A script looks in the
+//! buckets before and after the current one and, when the key is free,
+//! claims it in the current bucket, atomically, for a batch's keys at once. Whole hashes expire at once, one to two TTLs after
 //! their claims, so Redis lets go of claims as fast as they age instead of
 //! sampling millions of keys, and a claim costs a listpack field (tens of
 //! bytes) rather than a key of its own (~190; ADR 0003).
@@ -41,19 +40,33 @@ pub enum Claim {
     Duplicate,
 }
 
-/// KEYS: the previous, current and next bucket's hash; ARGV: the field,
-/// the claiming entry id, when a new current hash expires. Returns the
-/// holder, or nil when this call claimed the key.
+/// Claims a batch's keys in one call. KEYS: for each key its previous,
+/// current and next bucket's hash; ARGV: when a new current hash expires,
+/// then for each key its field and the claiming entry id. Returns, per key,
+/// the holder found in the bucket before or after or already in the
+/// current one, or false (nil) when this call claimed the key; a hash it
+/// creates gets its expiry. One call instead of one per key: the script
+/// call itself cost Redis more than the claim (ADR 0011).
 static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local held = redis.call('HGET', KEYS[1], ARGV[1]) or redis.call('HGET', KEYS[3], ARGV[1])
-if held then return held end
-if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 1 then
-  redis.call('EXPIREAT', KEYS[2], ARGV[3], 'NX')
-  return false
+local holders = {}
+for i = 1, #KEYS / 3 do
+  local prev, cur, next = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
+  local field, id = ARGV[2 * i], ARGV[2 * i + 1]
+  local held = redis.call('HGET', prev, field) or redis.call('HGET', next, field)
+  if not held then
+    if redis.call('HSETNX', cur, field, id) == 1 then
+      if redis.call('HLEN', cur) == 1 then
+        redis.call('EXPIREAT', cur, ARGV[1])
+      end
+    else
+      held = redis.call('HGET', cur, field)
+    end
+  end
+  holders[i] = held
 end
-return redis.call('HGET', KEYS[2], ARGV[1])
+return holders
 ",
     )
 });
@@ -91,38 +104,55 @@ fn buckets(state: &State, key: Uuid, bucket: u64) -> [String; 3] {
     ]
 }
 
+/// Claims per script call: bounds how long one call holds Redis (about a
+/// millisecond) and the size of its arguments.
+const CLAIMS_PER_CALL: usize = 256;
+
 /// Claims `keys` (dedup key and the entry id claiming it), in order: of two
 /// entries of one batch with the same key, the first claims and the second is
-/// a duplicate. One pipeline of script calls.
+/// a duplicate. One pipeline of script calls, each for up to
+/// [`CLAIMS_PER_CALL`] keys.
 pub async fn claim(state: &State, keys: &[(Uuid, &str)]) -> Result<Vec<Claim>, redis::RedisError> {
     if keys.is_empty() {
         return Ok(Vec::new());
     }
     let (bucket, ttl) = current_bucket(state);
     let expire_at = claims_expire_at(bucket, ttl);
-    let mut pipe = redis::Pipeline::with_capacity(keys.len() + 1);
+    let mut pipe = redis::Pipeline::with_capacity(keys.len() / CLAIMS_PER_CALL + 2);
     // Loading is idempotent and cheap; it spares a NOSCRIPT round trip
     // after a Redis restart.
     pipe.load_script(&CLAIM).ignore();
-    for (key, id) in keys {
+    for chunk in keys.chunks(CLAIMS_PER_CALL) {
         let mut invocation = CLAIM.prepare_invoke();
-        for hash in buckets(state, *key, bucket) {
-            invocation.key(hash);
+        invocation.arg(expire_at);
+        for (key, id) in chunk {
+            for hash in buckets(state, *key, bucket) {
+                invocation.key(hash);
+            }
+            invocation.arg(key.as_bytes()).arg(*id);
         }
-        invocation.arg(key.as_bytes()).arg(*id).arg(expire_at);
         pipe.invoke_script(&invocation);
     }
     let mut conn = state.redis_conn().await?;
-    let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
-    Ok(keys
+    let replies: Vec<Vec<Value>> = pipe.query_async(&mut conn).await?;
+    let holders = replies.into_iter().flatten();
+    let claims: Vec<Claim> = keys
         .iter()
-        .zip(replies)
-        .map(|((_, id), reply)| match reply {
+        .zip(holders)
+        .map(|((_, id), holder)| match holder {
             Value::Nil => Claim::Claimed,
             Value::BulkString(holder) if holder == id.as_bytes() => Claim::OwnRedelivery,
             _ => Claim::Duplicate,
         })
-        .collect())
+        .collect();
+    if claims.len() != keys.len() {
+        return Err(redis::RedisError::from(std::io::Error::other(format!(
+            "the claim script answered {} of {} keys",
+            claims.len(),
+            keys.len()
+        ))));
+    }
+    Ok(claims)
 }
 
 /// Deletes each key that `entry id` still holds, in whichever bucket around
