@@ -113,8 +113,8 @@ async fn connection_loop(index: u32, shared: Arc<Shared>) {
     .with_format(c.plan.format);
     let endpoint = match (c.plan.format, c.plan.batch_size) {
         (Format::Otlp, _) => Endpoint::LOGS,
-        (Format::Json, Some(_)) => Endpoint::BATCH,
-        (Format::Json, None) => Endpoint::EVENTS,
+        (Format::Json | Format::JsonAsOtlp, Some(_)) => Endpoint::BATCH,
+        (Format::Json | Format::JsonAsOtlp, None) => Endpoint::EVENTS,
     };
     let mut connection: Option<Connection> = None;
     let mut events = Vec::new();

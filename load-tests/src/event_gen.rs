@@ -43,6 +43,13 @@ pub enum Format {
     /// `ExportLogsServiceRequest` per request; every record carries an
     /// `event_id` as its `log.record.uid` (the answer names no ids).
     Otlp,
+    /// eventline's JSON events carrying what the gateway maps an OTLP
+    /// record to: every event with an `event_id` and a timestamp, and
+    /// metadata `{severity_text, severity_number, attributes: {log.record.uid,
+    /// …}, resource: {service.name}, scope: {name, version}}`. The same rows
+    /// as `otlp` stores, sent the JSON way: the baseline that tells what the
+    /// OTLP path itself costs.
+    JsonAsOtlp,
 }
 
 /// The record attribute the gateway takes as the `event_id`.
@@ -300,24 +307,25 @@ impl EventGen {
         let service = &services[index];
         let len = self.message_len();
         let event = match self.format {
-            Format::Json => self.json_event(service, len),
+            Format::Json | Format::JsonAsOtlp => self.json_event(service, len),
             Format::Otlp => self.otlp_event(index, service, len),
         };
         // OTLP records come back after encoding instead ([`otlp_body`]):
         // moved, not cloned.
         if event.dedup_key.is_some()
             && self.shape.duplicate_share > 0.0
-            && self.format == Format::Json
+            && self.format != Format::Otlp
         {
             self.current.push(event.clone());
         }
         event
     }
 
-    /// Draws whether the event has an `event_id` (always in the OTLP format;
-    /// drawn anyway, so both formats take the same numbers) and makes it.
+    /// Draws whether the event has an `event_id` (always in the OTLP-shaped
+    /// formats; drawn anyway, so every format takes the same numbers) and
+    /// makes it.
     fn event_id(&mut self, service: &str) -> Option<(String, Uuid)> {
-        let keyed = self.rng.chance(self.shape.event_id_share) || self.format == Format::Otlp;
+        let keyed = self.rng.chance(self.shape.event_id_share) || self.format != Format::Json;
         keyed.then(|| {
             self.seq += 1;
             let event_id = format!("{}{}", self.id_prefix, self.seq);
@@ -334,6 +342,7 @@ impl EventGen {
         json.extend_from_slice(self.message(len).as_bytes());
         json.push(b'"');
         let mut dedup_key = None;
+        let mut uid = None;
         if let Some((event_id, key)) = self.event_id(service) {
             json.extend_from_slice(b",\"event_id\":\"");
             json.extend_from_slice(event_id.as_bytes());
@@ -341,13 +350,33 @@ impl EventGen {
             json.extend_from_slice(self.now_rfc3339().as_bytes());
             json.push(b'"');
             dedup_key = Some(key);
+            uid = Some(event_id);
         }
         let mut metadata = JsonMetadata {
             out: &mut json,
             started: false,
             comma: false,
         };
-        write_metadata(&mut self.rng, self.shape.metadata, &mut metadata);
+        match (self.format, uid) {
+            (Format::JsonAsOtlp, Some(uid)) => {
+                // The layout of the gateway's OTLP mapping (otlp/metadata.rs).
+                let (severity, severity_text) = severity(self.seq);
+                metadata.str("severity_text", format_args!("{severity_text}"));
+                metadata.int("severity_number", severity as u64);
+                metadata.open("attributes");
+                metadata.str(RECORD_UID, format_args!("{uid}"));
+                write_metadata(&mut self.rng, self.shape.metadata, &mut metadata);
+                metadata.close();
+                metadata.open("resource");
+                metadata.str("service.name", format_args!("{service}"));
+                metadata.close();
+                metadata.open("scope");
+                metadata.str("name", format_args!("eventline-load"));
+                metadata.str("version", format_args!("{}", env!("CARGO_PKG_VERSION")));
+                metadata.close();
+            }
+            _ => write_metadata(&mut self.rng, self.shape.metadata, &mut metadata),
+        }
         metadata.finish();
         json.push(b'}');
         GeneratedEvent {
@@ -715,13 +744,13 @@ pub fn request_body(
     into.clear();
     generator.begin_request();
     match (generator.format, count) {
-        (Format::Json, None) => {
+        (Format::Json | Format::JsonAsOtlp, None) => {
             let event = generator.next_event();
             let body = event.json.clone();
             into.push(event);
             body
         }
-        (Format::Json, Some(n)) => {
+        (Format::Json | Format::JsonAsOtlp, Some(n)) => {
             let mut body = Vec::with_capacity(n as usize * 200);
             body.push(b'[');
             for i in 0..n {

@@ -261,8 +261,9 @@ fn resolve_shape(
     shape.message_median = s.message_median.unwrap_or(shape.message_median);
     shape.metadata = s.metadata.unwrap_or(shape.metadata);
     let format = o.format.or(scenario.format).unwrap_or_default();
-    if format == Format::Otlp {
-        // The answer names no ids: records are found by dedup key.
+    if format != Format::Json {
+        // Every OTLP record has an id (and the answer names none: records
+        // are found by dedup key); its JSON twin has one too.
         if let Some(share) = s.event_id_share.filter(|&share| share != 1.0) {
             return Err(invalid(format!(
                 "event_id_share {share}: every OTLP record carries an event_id (log.record.uid)"

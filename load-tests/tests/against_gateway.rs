@@ -286,3 +286,69 @@ async fn rate_limited_requests_wait_for_retry_after_and_are_retried() {
     assert_eq!(stream_len(&gw).await, 90);
     gw.shutdown.cancel();
 }
+
+/// `--format json-as-otlp` is the OTLP run's baseline in `make bench`: its
+/// JSON events must be stored as the OTLP records of the same seed are, so
+/// that the two differ only in the path they take.
+#[tokio::test]
+async fn json_as_otlp_events_are_stored_as_the_otlp_records_of_the_same_seed() {
+    let mut stored = Vec::new();
+    for format in ["otlp", "json-as-otlp"] {
+        let gw = gateway(&[]).await;
+        let report = eventline_load::run(&run_args(
+            &gw,
+            &[
+                "--format",
+                format,
+                "--mode",
+                "closed",
+                "--max-events",
+                "200",
+                "-c",
+                "1",
+                "-b",
+                "50",
+                "--duplicate-share",
+                "0",
+                "--seed",
+                "5",
+            ],
+        ))
+        .await
+        .expect("run");
+        assert_eq!(report.events_accepted, 200, "{format}");
+        // Rows as PostgreSQL will hold them, but for the ids of this run.
+        let rows: Vec<_> = stream_events(&gw)
+            .await
+            .into_iter()
+            .map(|(_, event)| {
+                let mut metadata: serde_json::Value =
+                    serde_json::from_str(event.metadata.as_deref().expect("metadata"))
+                        .expect("json");
+                let uid = metadata["attributes"]
+                    .as_object_mut()
+                    .and_then(|a| a.remove("log.record.uid"));
+                assert_eq!(
+                    uid.as_ref().and_then(|u| u.as_str()),
+                    event.event_id.as_deref()
+                );
+                // Service names carry the run's tag: compare without it.
+                let untagged =
+                    |name: &str| name.split_once('-').map_or(name, |(_, n)| n).to_owned();
+                let service = untagged(&event.service);
+                assert_eq!(metadata["resource"]["service.name"], event.service.as_str());
+                metadata["resource"]["service.name"] = serde_json::Value::from(service.clone());
+                (service, event.message, metadata)
+            })
+            .collect();
+        // OTLP groups a request's records by service: compare as sets.
+        let mut rows = rows;
+        rows.sort_by_cached_key(|(service, message, metadata)| {
+            (service.clone(), message.clone(), metadata.to_string())
+        });
+        stored.push(rows);
+        gw.shutdown.cancel();
+    }
+    assert_eq!(stored[0].len(), 200);
+    assert_eq!(stored[0], stored[1]);
+}
