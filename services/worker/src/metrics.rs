@@ -9,7 +9,7 @@ use eventline_shared::metrics::register;
 pub const INSERTED: &str = "eventline_worker_events_inserted_total";
 pub const DUPLICATES: &str = "eventline_worker_duplicates_skipped_total";
 pub const DEAD_LETTERED: &str = "eventline_worker_dead_lettered_total";
-pub const BATCH_SIZE: &str = "eventline_worker_batch_size_entries";
+pub const BATCH_SIZE: &str = "eventline_worker_batch_size_events";
 pub const INSERT_DURATION: &str = "eventline_worker_insert_duration_seconds";
 pub const END_TO_END: &str = "eventline_worker_end_to_end_latency_seconds";
 pub const PENDING: &str = "eventline_worker_pending_entries";
@@ -140,7 +140,7 @@ impl Metrics {
             dead_lettered,
             batch_size: r.histogram(
                 BATCH_SIZE,
-                "Entries per batch read from a stream.",
+                "Events per batch read from a stream (an entry holds one event or a request's).",
                 vec![
                     1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0,
                 ],
