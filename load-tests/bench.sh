@@ -15,7 +15,9 @@
 # the JSON events carry what the gateway maps each OTLP record to — an
 # event_id, severity, attributes, resource, scope — so both store the same
 # rows and differ only in the path, `--format json-as-otlp`); batch open loop at
-# BENCH_BATCH_RATE, single events open loop at BENCH_SINGLE_RATE, and batch at
+# BENCH_BATCH_RATE, single events open loop at BENCH_SINGLE_RATE and a sweep
+# of single-event rates (BENCH_SWEEP_RATES, "5000 10000 15000 20000 25000",
+# BENCH_SWEEP_DURATION 10s each: where p99 passes 10 ms), and batch at
 # half the sustained rate for the lag. Resident memory (VmHWM, VmRSS) of the
 # gateway and the worker is read from /proc at the end, and the CPU time each
 # process (generator, gateway, worker, Redis, PostgreSQL) used in each run from
@@ -259,6 +261,11 @@ run otlp-max --mode closed -c 8 -b 100 --format otlp --duration "$DURATION"
 run batch-max-otlp-shaped --mode closed -c 8 -b 100 --format json-as-otlp --duration "$DURATION"
 run batch-sustained --rate "$BATCH_RATE" -c 16 -b 100 --duration "$DURATION"
 run single --rate "$SINGLE_RATE" -c "${BENCH_SINGLE_CONNECTIONS:-256}" -b 0 --duration "$DURATION"
+# The single-event knee: where p99 passes 10 ms.
+for rate in ${BENCH_SWEEP_RATES:-5000 10000 15000 20000 25000}; do
+    run "sweep-$rate" --rate "$rate" -c "${BENCH_SINGLE_CONNECTIONS:-256}" -b 0 \
+        --duration "${BENCH_SWEEP_DURATION:-10s}"
+done
 SUSTAINED=$(grep -o '"events_per_second": [0-9.]*' "$OUT/batch-sustained.json" | head -1 | awk '{printf "%.0f", $2}')
 run lag --rate "$((SUSTAINED / 2))" -c 16 -b 100 --duration "$DURATION"
 

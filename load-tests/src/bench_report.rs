@@ -334,8 +334,7 @@ pub struct CpuRow {
 }
 
 pub fn cpu_rows(dir: &Path) -> Vec<CpuRow> {
-    let mut out = Vec::new();
-    for run in [
+    [
         "batch-max",
         KEYED_RUN,
         TWIN_RUN,
@@ -343,31 +342,98 @@ pub fn cpu_rows(dir: &Path) -> Vec<CpuRow> {
         "batch-sustained",
         "single",
         "lag",
-    ] {
-        let (Some(cpu), Some(report)) = (
-            load(dir, &format!("cpu-{run}.json")),
-            load(dir, &format!("{run}.json")),
-        ) else {
-            continue;
-        };
-        let events = report
-            .get("events_accepted")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        let wall = f(&cpu, &["wall_seconds"]).unwrap_or(0.0);
-        if events == 0 || wall <= 0.0 {
-            continue;
-        }
-        let seconds: Vec<f64> = PROCESSES
-            .iter()
-            .map(|(key, _)| f(&cpu, &["cpu_seconds", key]).unwrap_or(0.0))
-            .collect();
-        out.push(CpuRow {
-            run: run.to_owned(),
-            events,
-            micros_per_event: seconds.iter().map(|s| s * 1e6 / events as f64).collect(),
-            cores: seconds.iter().map(|s| s / wall).collect(),
-        });
+    ]
+    .into_iter()
+    .filter_map(|run| cpu_row(dir, run))
+    .collect()
+}
+
+/// The CPU of run `run`, when its report and CPU files are there.
+fn cpu_row(dir: &Path, run: &str) -> Option<CpuRow> {
+    let cpu = load(dir, &format!("cpu-{run}.json"))?;
+    let report = load(dir, &format!("{run}.json"))?;
+    let events = report
+        .get("events_accepted")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let wall = f(&cpu, &["wall_seconds"]).unwrap_or(0.0);
+    if events == 0 || wall <= 0.0 {
+        return None;
+    }
+    let seconds: Vec<f64> = PROCESSES
+        .iter()
+        .map(|(key, _)| f(&cpu, &["cpu_seconds", key]).unwrap_or(0.0))
+        .collect();
+    Some(CpuRow {
+        run: run.to_owned(),
+        events,
+        micros_per_event: seconds.iter().map(|s| s * 1e6 / events as f64).collect(),
+        cores: seconds.iter().map(|s| s / wall).collect(),
+    })
+}
+
+/// One rate of the single-event sweep (`sweep-<offered>.json`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SweepRow {
+    pub offered: u64,
+    pub requests_per_second: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub lost: f64,
+    pub duplicates: f64,
+    /// µs of CPU per request, every process (the generator included).
+    pub cpu_micros: f64,
+}
+
+/// The single-event rate sweep, by offered rate: where p99 passes 10 ms.
+pub fn sweep_rows(dir: &Path) -> Vec<SweepRow> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut offered: Vec<u64> = entries
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_prefix("sweep-")?
+                .strip_suffix(".json")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    offered.sort_unstable();
+    offered
+        .into_iter()
+        .filter_map(|rate| {
+            let run = format!("sweep-{rate}");
+            let r = load(dir, &format!("{run}.json"))?;
+            Some(SweepRow {
+                offered: rate,
+                requests_per_second: f(&r, &["requests_per_second"])?,
+                p50_ms: f(&r, &["latency", "p50_ms"]).unwrap_or(f64::NAN),
+                p99_ms: f(&r, &["latency", "p99_ms"]).unwrap_or(f64::NAN),
+                lost: f(&r, &["e2e", "lost"]).unwrap_or(f64::NAN),
+                duplicates: f(&r, &["e2e", "duplicates"]).unwrap_or(f64::NAN),
+                cpu_micros: cpu_row(dir, &run)
+                    .map_or(f64::NAN, |c| c.micros_per_event.iter().sum()),
+            })
+        })
+        .collect()
+}
+
+pub fn render_sweep(rows: &[SweepRow]) -> String {
+    let mut out = String::from(
+        "| rate sweep, one event per request: offered per second | achieved | p50 ms | p99 ms | lost · dup | µs of CPU per request, all |\n|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "| {} | {:.0} | {:.2} | {:.2} | {} · {} | {:.1} |\n",
+            r.offered,
+            r.requests_per_second,
+            r.p50_ms,
+            r.p99_ms,
+            r.lost,
+            r.duplicates,
+            r.cpu_micros
+        ));
     }
     out
 }
@@ -483,6 +549,11 @@ pub fn report(dir: &Path) -> anyhow::Result<String> {
         table.push('\n');
         table.push_str(&render_versus(&versus, baseline_run(dir)));
     }
+    let sweep = sweep_rows(dir);
+    if !sweep.is_empty() {
+        table.push('\n');
+        table.push_str(&render_sweep(&sweep));
+    }
     let mut inputs = serde_json::Map::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
@@ -542,7 +613,31 @@ mod tests {
             "cpu-lag.json",
             json!({"wall_seconds": 25.0, "cpu_seconds": {"generator": 2.5, "gateway": 5.0, "worker": 7.5, "redis": 2.5, "redis_forks": 0.0, "postgres": 10.0}}),
         );
+        for (rate, p99) in [(20000, 30.5), (5000, 2.0)] {
+            write(
+                &format!("sweep-{rate}.json"),
+                json!({"events_accepted": rate * 10, "requests_per_second": rate as f64 * 0.99,
+                       "latency": {"p50_ms": 1.0, "p99_ms": p99},
+                       "e2e": {"stored": rate * 10, "lost": 0, "duplicates": 0}}),
+            );
+            write(
+                &format!("cpu-sweep-{rate}.json"),
+                json!({"wall_seconds": 10.0, "cpu_seconds": {"generator": 0.0, "gateway": rate as f64 * 10.0 * 40e-6, "worker": 0.0, "redis": rate as f64 * 10.0 * 20e-6, "redis_forks": 0.0, "postgres": 0.0}}),
+            );
+        }
         let table = report(&dir).expect("report");
+        let sweep: Vec<&str> = table
+            .lines()
+            .filter(|l| l.starts_with("| 5000 ") || l.starts_with("| 20000 "))
+            .collect();
+        assert_eq!(
+            sweep,
+            [
+                "| 5000 | 4950 | 1.00 | 2.00 | 0 · 0 | 60.0 |",
+                "| 20000 | 19800 | 1.00 | 30.50 | 0 · 0 | 60.0 |"
+            ],
+            "the sweep, by offered rate"
+        );
         let cpu = table
             .lines()
             .find(|l| l.starts_with("| lag"))
