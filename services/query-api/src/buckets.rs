@@ -33,7 +33,7 @@ use sqlx::{Postgres, QueryBuilder};
 
 use crate::app::{AppState, Shared};
 use crate::error::ApiError;
-use crate::params::{MetadataFilter, Params, QueryLimits, Window};
+use crate::params::{MetadataFilter, Params, QueryLimits, Window, push_filters};
 use crate::stats::hour_end;
 use eventline_shared::schema::rollup_hour;
 
@@ -298,14 +298,7 @@ fn count_sql(
         .push_bind(from)
         .push(" AND ts < ")
         .push_bind(to);
-    for filter in &query.metadata {
-        sql.push(" AND metadata @> ANY(")
-            .push_bind(filter.alternatives.clone())
-            .push("::jsonb[])");
-    }
-    if let Some(pattern) = &query.message_pattern {
-        sql.push(" AND message ILIKE ").push_bind(pattern.clone());
-    }
+    push_filters(&mut sql, &query.metadata, query.message_pattern.as_deref());
     sql.push(" GROUP BY bucket");
     sql
 }

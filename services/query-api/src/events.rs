@@ -25,7 +25,7 @@ use crate::app::{AppState, Shared};
 use crate::cursor::{Cursor, Order, Position};
 use crate::error::ApiError;
 use crate::metrics::query;
-use crate::params::EventQuery;
+use crate::params::{EventQuery, push_filters};
 
 /// One stored event as the API returns it.
 #[derive(Debug, Serialize)]
@@ -263,14 +263,7 @@ fn page_sql(
             .push_bind(after.id)
             .push(")");
     }
-    for filter in &query.metadata {
-        sql.push(" AND metadata @> ANY(")
-            .push_bind(filter.alternatives.clone())
-            .push("::jsonb[])");
-    }
-    if let Some(pattern) = &query.message_pattern {
-        sql.push(" AND message ILIKE ").push_bind(pattern.clone());
-    }
+    push_filters(&mut sql, &query.metadata, query.message_pattern.as_deref());
     let order_by = |sql: &mut QueryBuilder<Postgres>, prefix: &str| {
         sql.push(" ORDER BY ")
             .push(prefix)

@@ -281,6 +281,24 @@ pub struct MetadataFilter {
     pub alternatives: Vec<Value>,
 }
 
+/// Appends the `metadata.*` filters (each one `@>` of any of its
+/// alternatives) and the `q` substring to a `WHERE` clause being built.
+pub fn push_filters(
+    sql: &mut sqlx::QueryBuilder<sqlx::Postgres>,
+    metadata: &[MetadataFilter],
+    message_pattern: Option<&str>,
+) {
+    for filter in metadata {
+        sql.push(" AND metadata @> ANY(")
+            .push_bind(filter.alternatives.clone())
+            .push("::jsonb[])");
+    }
+    if let Some(pattern) = message_pattern {
+        sql.push(" AND message ILIKE ")
+            .push_bind(pattern.to_owned());
+    }
+}
+
 fn metadata_filter(param: &str, value: &str) -> Result<MetadataFilter, ApiError> {
     let path = &param["metadata.".len()..];
     let segments: Vec<&str> = path.split('.').collect();

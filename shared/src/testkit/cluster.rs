@@ -13,12 +13,12 @@
 
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use redis::FromRedisValue;
 
-use super::servers::{ServerError, io, run_checked, signal, wait_listening};
+use super::servers::{ServerError, io, redis_server, run_checked, signal, wait_listening};
 use crate::redis_keys::CLUSTER_SLOTS;
 
 /// `cluster-node-timeout`: how long a node may be unreachable before the
@@ -117,31 +117,18 @@ impl LocalRedisCluster {
     fn up(&mut self, node: usize) -> Result<(), ServerError> {
         let n = &self.nodes[node];
         std::fs::create_dir_all(&n.dir).map_err(io(format!("creating {}", n.dir.display())))?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(n.dir.join("redis.log"))
-            .map_err(io("opening redis.log"))?;
-        let child = Command::new(&self.bin)
-            .args(["--bind", "127.0.0.1", "--port", &n.port.to_string()])
-            .arg("--dir")
-            .arg(&n.dir)
-            .args(["--cluster-enabled", "yes"])
-            .args(["--cluster-port", &n.bus_port.to_string()])
-            .args(["--cluster-config-file", "nodes.conf"])
-            .args([
-                "--cluster-node-timeout",
-                &NODE_TIMEOUT.as_millis().to_string(),
-            ])
-            .args(["--appendonly", "yes", "--save", ""])
-            // A replica's first full sync at once, not after Redis 7's 5 s.
-            .args(["--repl-diskless-sync-delay", "0"])
-            .args(["--daemonize", "no", "--protected-mode", "no"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(io("redis.log"))?)
-            .stderr(log)
-            .spawn()
-            .map_err(io(format!("starting {}", self.bin.display())))?;
+        let child = redis_server(&self.bin, n.port, &n.dir, |cmd| {
+            cmd.args(["--cluster-enabled", "yes"])
+                .args(["--cluster-port", &n.bus_port.to_string()])
+                .args(["--cluster-config-file", "nodes.conf"])
+                .args([
+                    "--cluster-node-timeout",
+                    &NODE_TIMEOUT.as_millis().to_string(),
+                ])
+                .args(["--appendonly", "yes", "--save", ""])
+                // A replica's first full sync at once, not after Redis 7's 5 s.
+                .args(["--repl-diskless-sync-delay", "0"]);
+        })?;
         let port = n.port;
         self.nodes[node].child = Some(child);
         self.nodes[node].frozen = false;

@@ -77,6 +77,32 @@ pub(super) fn run_checked(cmd: &mut Command) -> Result<(), ServerError> {
 }
 
 /// Waits until something accepts TCP connections on 127.0.0.1:`port`.
+/// Starts `bin` on 127.0.0.1:`port` with its data in `dir` and its output
+/// in `dir/redis.log`, in the foreground; `configure` adds the settings.
+pub(super) fn redis_server(
+    bin: &Path,
+    port: u16,
+    dir: &Path,
+    configure: impl FnOnce(&mut Command),
+) -> Result<Child, ServerError> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("redis.log"))
+        .map_err(io("opening redis.log"))?;
+    let mut cmd = Command::new(bin);
+    cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        .arg("--dir")
+        .arg(dir)
+        .args(["--daemonize", "no", "--protected-mode", "no"]);
+    configure(&mut cmd);
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(io("redis.log"))?)
+        .stderr(log)
+        .spawn()
+        .map_err(io(format!("starting {}", bin.display())))
+}
+
 pub(super) fn wait_listening(port: u16, what: &str, timeout: Duration) -> Result<(), ServerError> {
     let deadline = Instant::now() + timeout;
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -268,23 +294,10 @@ impl LocalRedis {
     /// until it accepts connections. It may still answer `LOADING` for a
     /// while after that; clients retry.
     pub fn up(&mut self) -> Result<(), ServerError> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("redis.log"))
-            .map_err(io("opening redis.log"))?;
-        let child = Command::new(&self.bin)
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .arg("--dir")
-            .arg(&self.dir)
-            .args(["--save", "", "--appendonly", "yes"])
-            .args(["--appendfsync", &self.appendfsync])
-            .args(["--daemonize", "no", "--protected-mode", "no"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(io("redis.log"))?)
-            .stderr(log)
-            .spawn()
-            .map_err(io(format!("starting {}", self.bin.display())))?;
+        let child = redis_server(&self.bin, self.port, &self.dir, |cmd| {
+            cmd.args(["--save", "", "--appendonly", "yes"])
+                .args(["--appendfsync", &self.appendfsync]);
+        })?;
         self.child = Some(child);
         wait_listening(self.port, "redis-server", Duration::from_secs(30))
     }

@@ -61,31 +61,18 @@ pub async fn secured_app(extra: &[&str]) -> TestApp {
 /// The command line of a query-api on `redis` and the database at
 /// `database_url`, with keys (the test pepper) or without.
 fn argv(redis: &RedisArgs, database_url: &str, auth: bool, extra: &[&str]) -> Vec<String> {
-    let mut args = vec![
-        "query-api",
-        "--redis-url",
-        redis.redis_url.expose(),
-        "--redis-key-prefix",
-        &redis.redis_key_prefix,
-        "--database-url",
-        database_url,
-        "--key-cache-ttl",
-        "1",
-    ];
-    if auth {
-        args.extend(["--key-pepper", testkit::PEPPER]);
-    } else {
-        args.extend(["--auth-required", "false"]);
+    let mut args = testkit::serve::keyed_service_args("query-api", redis, database_url);
+    if !auth {
+        args.extend(["--auth-required".to_owned(), "false".to_owned()]);
     }
-    args.extend_from_slice(extra);
-    args.into_iter().map(str::to_owned).collect()
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
 }
 
 async fn spawn(auth: bool, redis: RedisArgs, extra: &[&str]) -> TestApp {
     testkit::init_logging();
     let db = TestDatabase::migrated().await;
-    let mut args = argv(&redis, &db.url, auth, &["--shutdown-grace", "2"]);
-    args.extend(extra.iter().map(|s| s.to_string()));
+    let args = argv(&redis, &db.url, auth, extra);
     let shutdown = CancellationToken::new();
     let addr = serve_args(args, query_api::run, shutdown.clone())
         .await
