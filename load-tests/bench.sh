@@ -106,23 +106,34 @@ KEY_FILE=$OUT/.api-key
 (umask 077 && "$BIN/eventctl" --database-url "$DB_URL" keys create --name bench --scopes ingest | tr -d '[:space:]' >"$KEY_FILE")
 [[ -s $KEY_FILE ]] || die "eventctl printed no key"
 
-say "starting the gateway (:$GW_PORT) and a worker (:$WORKER_PORT), key prefix $PREFIX"
 export REDIS_URL DATABASE_URL=$DB_URL REDIS_KEY_PREFIX=$PREFIX LOG_FORMAT=json RUST_LOG=warn
-RATE_LIMIT_KEY_PER_SECOND=100000000 RATE_LIMIT_KEY_BURST=100000000 \
-    RATE_LIMIT_IP_PER_SECOND=100000000 RATE_LIMIT_IP_BURST=100000000 \
-    "$BIN/ingest-gateway" --listen "127.0.0.1:$GW_PORT" >>"$OUT/gateway.log" 2>&1 &
-GW_PID=$!
-PIDS+=("$GW_PID")
-CONSUMER=bench-worker "$BIN/worker" --listen "127.0.0.1:$WORKER_PORT" >>"$OUT/worker.log" 2>&1 &
-WORKER_PID=$!
-PIDS+=("$WORKER_PID")
-for url in "http://127.0.0.1:$GW_PORT/health/ready" "http://127.0.0.1:$WORKER_PORT/health/ready"; do
-    for _ in $(seq 100); do
-        [[ $(curl -s -o /dev/null -w '%{http_code}' "$url") == 200 ]] && continue 2
-        sleep 0.2
+GW_PID="" WORKER_PID=""
+# start_services [VAR=value…]: (re)starts the gateway and the worker, with the
+# given settings on top of the run's, and waits until both are ready.
+start_services() {
+    local pid
+    for pid in $GW_PID $WORKER_PID; do
+        kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
     done
-    die "$url not ready; see $OUT/*.log"
-done
+    say "starting the gateway (:$GW_PORT) and a worker (:$WORKER_PORT), key prefix $PREFIX${*:+, $*}"
+    env RATE_LIMIT_KEY_PER_SECOND=100000000 RATE_LIMIT_KEY_BURST=100000000 \
+        RATE_LIMIT_IP_PER_SECOND=100000000 RATE_LIMIT_IP_BURST=100000000 "$@" \
+        "$BIN/ingest-gateway" --listen "127.0.0.1:$GW_PORT" >>"$OUT/gateway.log" 2>&1 &
+    GW_PID=$!
+    PIDS+=("$GW_PID")
+    env CONSUMER=bench-worker "$@" "$BIN/worker" --listen "127.0.0.1:$WORKER_PORT" >>"$OUT/worker.log" 2>&1 &
+    WORKER_PID=$!
+    PIDS+=("$WORKER_PID")
+    local url
+    for url in "http://127.0.0.1:$GW_PORT/health/ready" "http://127.0.0.1:$WORKER_PORT/health/ready"; do
+        for _ in $(seq 100); do
+            [[ $(curl -s -o /dev/null -w '%{http_code}' "$url") == 200 ]] && continue 2
+            sleep 0.2
+        done
+        die "$url not ready; see $OUT/*.log"
+    done
+}
+start_services
 
 say "ceiling: redis-benchmark XADD with the mean stream-entry size"
 SIZE=$("$LOAD" entry-size --samples 20000)
@@ -150,7 +161,7 @@ backlog_sampler() {
 # used, exited ones included (a PostgreSQL backend that ended is counted in
 # the postmaster's cutime; Redis's AOF rewrites and RDB saves are forks).
 CLK_TCK=$(getconf CLK_TCK)
-REDIS_PID=$(redis-cli -u "$REDIS_URL" info server | tr -d '\r' | awk -F: '$1 == "process_id" {print $2}')
+REDIS_PIDS=("$(redis-cli -u "$REDIS_URL" info server | tr -d '\r' | awk -F: '$1 == "process_id" {print $2}')")
 PG_PID=$(head -1 "$(psql "$ADMIN_URL" -Atqc 'SHOW data_directory')/postmaster.pid" 2>/dev/null || true)
 ticks() { # <pid>: "<own> <children>"
     [[ -n $1 && -r /proc/$1/stat ]] || { echo "0 0"; return; }
@@ -161,14 +172,18 @@ ticks() { # <pid>: "<own> <children>"
     done
     echo "$own $children"
 }
-# gateway, worker, Redis, Redis's forks, PostgreSQL (postmaster and backends)
+# gateway, worker, Redis (every node of REDIS_PIDS), Redis's forks, PostgreSQL
+# (postmaster and backends)
 pipeline_ticks() {
-    local gw worker redis pg
+    local gw worker pg pid own children redis=0 forks=0
     read -r gw _ < <(ticks "$GW_PID")
     read -r worker _ < <(ticks "$WORKER_PID")
-    redis=$(ticks "$REDIS_PID")
+    for pid in "${REDIS_PIDS[@]}"; do
+        read -r own children < <(ticks "$pid")
+        redis=$((redis + own)) forks=$((forks + children))
+    done
     pg=$(ticks "$PG_PID")
-    echo "$gw $worker $redis $((${pg% *} + ${pg#* }))"
+    echo "$gw $worker $redis $forks $((${pg% *} + ${pg#* }))"
 }
 # CPU seconds this shell's waited-for children (the generator) used so far:
 # bash's `times`, run in this shell (not a subshell, which has no children).
@@ -252,6 +267,45 @@ if [[ -n ${BENCH_SOAK:-} ]]; then
     tail -1 "$OUT/soak-redis.tsv" | awk -v rate="$SOAK_RATE" -F'\t' '{
         printf "claims: %d fields in %d hashes, %d bytes: %.1f bytes per claim, %.1f bytes per event of a 600 s window at %d events/s\n",
             $4, $3, $5, $5 / ($4 > 0 ? $4 : 1), $5 / (rate * 600), rate }' >&2
+    exit 0
+fi
+
+if [[ -n ${BENCH_CLUSTER:-} ]]; then
+    # shellcheck source-path=SCRIPTDIR source=../infrastructure/scripts/common.sh
+    source "$ROOT/infrastructure/scripts/common.sh"
+    ensure_redis
+    ensure_redis_cli
+    say "a Redis Cluster of six nodes (3 masters, 3 replicas) with the stack's redis.conf"
+    read -r -a CPORTS < <(free_cluster_ports 6)
+    CLUSTER_DIR=$OUT/cluster
+    for port in "${CPORTS[@]}"; do
+        start_redis_cluster_node "$port" "$CLUSTER_DIR/$port" "$ROOT/infrastructure/redis/redis.conf" --maxmemory 0
+    done
+    stop_cluster() { stop_redis_cluster "$CLUSTER_DIR"; }
+    trap 'stop_cluster; cleanup' EXIT
+    create_redis_cluster "${CPORTS[@]}"
+    wait_redis_cluster 60 "${CPORTS[@]}"
+    NODES=$(printf 'redis://127.0.0.1:%s,' "${CPORTS[@]}")
+    SINGLE_PIDS=("${REDIS_PIDS[@]}")
+    CLUSTER_PIDS=()
+    for port in "${CPORTS[@]}"; do CLUSTER_PIDS+=("$(<"$CLUSTER_DIR/$port/redis.pid")"); done
+    # cluster_runs <label suffix>: the two runs of each configuration: batches
+    # closed loop (events/s end to end) and single events at a moderate rate
+    # (each request's latency, where WAIT adds a replication round trip).
+    cluster_runs() {
+        run "batch-max-$1" --mode closed -c 8 -b 100 --duration "$DURATION"
+        run "single-$1" --rate "${BENCH_CLUSTER_SINGLE_RATE:-5000}" -c 64 -b 0 --duration "$DURATION"
+    }
+    REDIS_PIDS=("${SINGLE_PIDS[@]}")
+    start_services STREAM_SHARDS=3
+    cluster_runs one-server
+    REDIS_PIDS=("${CLUSTER_PIDS[@]}")
+    start_services STREAM_SHARDS=3 REDIS_CLUSTER_NODES="$NODES"
+    cluster_runs cluster
+    start_services STREAM_SHARDS=3 REDIS_CLUSTER_NODES="$NODES" REDIS_MIN_REPLICAS_ACK=1
+    cluster_runs cluster-ack1
+    say "results ($OUT)"
+    "$LOAD" bench-report "$OUT"
     exit 0
 fi
 

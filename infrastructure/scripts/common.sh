@@ -110,6 +110,29 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
 }
 
+# Prints <count> distinct ports on 127.0.0.1 that are free together with the
+# port 10000 above each (a Redis Cluster node's bus), space separated.
+free_cluster_ports() {
+    python3 - "$1" <<'EOF'
+import random, socket, sys
+want, found, held = int(sys.argv[1]), [], []
+for port in random.sample(range(20000, 55000), 5000):
+    pair = [socket.socket(), socket.socket()]
+    try:
+        for s, p in zip(pair, (port, port + 10000)):
+            s.bind(("127.0.0.1", p))
+    except OSError:
+        for s in pair:
+            s.close()
+        continue
+    found.append(port)
+    held += pair
+    if len(found) == want:
+        break
+print(" ".join(map(str, found)))
+EOF
+}
+
 # Prints the pid recorded in <pidfile> if that process is alive and its command line
 # contains <pattern>; fails otherwise (no file, dead process, or pid reused by another
 # program).

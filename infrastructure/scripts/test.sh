@@ -16,6 +16,8 @@
 # Exported to the tests:
 #   EVENTLINE_TEST_DATABASE_URL  postgres://postgres@127.0.0.1:<port>/postgres (superuser)
 #   EVENTLINE_TEST_REDIS_URL     redis://127.0.0.1:<port>
+#   EVENTLINE_TEST_REDIS_CLUSTER_NODES  the six nodes of a throwaway Redis Cluster
+#                       (3 masters, 3 replicas), comma-separated redis:// URLs
 #   EVENTLINE_REDIS_SERVER       path to redis-server, for tests that run their own
 #   EVENTLINE_PG_BIN             directory of initdb/pg_ctl/postgres
 #   EVENTLINE_TOOLS_PYTHON       the Python of the tools virtualenv (<target dir>/tools-venv,
@@ -41,6 +43,7 @@ cleanup() {
     trap - EXIT INT TERM
     if [[ -n $TMP ]]; then
         stop_redis "$TMP/redis/redis.pid"
+        stop_redis_cluster "$TMP/cluster"
         stop_postgres "$TMP/pg" immediate
         rm -rf "$TMP"
     fi
@@ -117,10 +120,30 @@ start_databases() {
     start_postgres "$pg_port" "$TMP/pg" "$TMP/postgres.log" \
         fsync=off synchronous_commit=off full_page_writes=off max_connections=300 "${pg_settings[@]}"
 
+    start_test_cluster
+
     export EVENTLINE_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/postgres"
     export EVENTLINE_TEST_REDIS_URL="redis://127.0.0.1:$redis_port"
     export EVENTLINE_REDIS_SERVER=$REDIS_SERVER
     export EVENTLINE_PG_BIN=$PG_BIN
+}
+
+# Six Redis Cluster nodes on free ports (each with its bus port free too),
+# made one cluster of 3 masters and 3 replicas.
+start_test_cluster() {
+    local ports port nodes=()
+    ensure_redis_cli
+    read -r -a ports < <(free_cluster_ports 6)
+    ((${#ports[@]} == 6)) || die "cannot find six free ports for the test Redis Cluster"
+    step "throwaway Redis Cluster on 127.0.0.1:${ports[*]}"
+    for port in "${ports[@]}"; do
+        start_redis_cluster_node "$port" "$TMP/cluster/$port" --save '' --appendonly no
+        nodes+=("redis://127.0.0.1:$port")
+    done
+    create_redis_cluster "${ports[@]}"
+    wait_redis_cluster 60 "${ports[@]}"
+    EVENTLINE_TEST_REDIS_CLUSTER_NODES=$(IFS=,; printf '%s' "${nodes[*]}")
+    export EVENTLINE_TEST_REDIS_CLUSTER_NODES
 }
 
 run_checks() {

@@ -535,6 +535,109 @@ pub fn render_versus(rows: &[Versus], baseline: &str) -> String {
     out
 }
 
+/// The configurations of `BENCH_CLUSTER=1 make bench`, in order: the
+/// suffix of their runs (`batch-max-<suffix>`, `single-<suffix>`) and the
+/// column's name.
+const REDIS_MODES: [(&str, &str); 3] = [
+    ("one-server", "one server"),
+    ("cluster", "3-master cluster"),
+    ("cluster-ack1", "cluster, REDIS_MIN_REPLICAS_ACK=1"),
+];
+
+/// One figure of each Redis configuration.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ModeRow {
+    pub figure: String,
+    /// In [`REDIS_MODES`] order; NaN when the run is missing.
+    pub values: Vec<f64>,
+    #[serde(skip)]
+    pub decimals: usize,
+}
+
+/// The Redis configurations side by side: batches stored per second end to
+/// end, their CPU per event (all processes, and Redis's nodes), single
+/// events' latency and CPU per request. Empty unless the one-server runs
+/// are there.
+pub fn redis_modes(dir: &Path) -> Vec<ModeRow> {
+    if !dir.join("batch-max-one-server.json").exists() {
+        return Vec::new();
+    }
+    let figure = |name: &str, decimals: usize, get: &dyn Fn(&str) -> Option<f64>| ModeRow {
+        figure: name.to_owned(),
+        values: REDIS_MODES
+            .iter()
+            .map(|(suffix, _)| get(suffix).unwrap_or(f64::NAN))
+            .collect(),
+        decimals,
+    };
+    let report =
+        |run: String, path: &[&str]| load(dir, &format!("{run}.json")).and_then(|r| f(&r, path));
+    let cpu = |run: String, process: Option<usize>| {
+        let row = cpu_row(dir, &run)?;
+        Some(match process {
+            Some(i) => *row.micros_per_event.get(i)?,
+            None => row.micros_per_event.iter().sum(),
+        })
+    };
+    let redis = PROCESSES.iter().position(|(key, _)| *key == "redis");
+    vec![
+        figure(
+            "batches, closed loop: stored per second end to end",
+            0,
+            &|m| load(dir, &format!("batch-max-{m}.json")).and_then(|r| stored_rate(&r)),
+        ),
+        figure("batches: µs of CPU per event, all processes", 1, &|m| {
+            cpu(format!("batch-max-{m}"), None)
+        }),
+        figure(
+            "batches: µs of CPU per event, Redis (every node)",
+            1,
+            &|m| cpu(format!("batch-max-{m}"), redis),
+        ),
+        figure("single events: p50 ms", 2, &|m| {
+            report(format!("single-{m}"), &["latency", "p50_ms"])
+        }),
+        figure("single events: p99 ms", 2, &|m| {
+            report(format!("single-{m}"), &["latency", "p99_ms"])
+        }),
+        figure("single events: µs of CPU per request, all", 1, &|m| {
+            cpu(format!("single-{m}"), None)
+        }),
+        figure("lost · duplicated (all runs)", 0, &|m| {
+            let sum = |path: &[&str]| {
+                ["batch-max", "single"]
+                    .iter()
+                    .filter_map(|run| report(format!("{run}-{m}"), path))
+                    .sum::<f64>()
+            };
+            Some(sum(&["e2e", "lost"]) + sum(&["e2e", "duplicates"]))
+        }),
+    ]
+}
+
+pub fn render_redis_modes(rows: &[ModeRow]) -> String {
+    let mut out = String::from("| Redis |");
+    for (_, name) in REDIS_MODES {
+        out.push_str(&format!(" {name} |"));
+    }
+    out.push_str(" cluster ÷ one server | ack 1 ÷ ack 0 |\n|---|");
+    out.push_str(&"---|".repeat(REDIS_MODES.len() + 2));
+    out.push('\n');
+    for r in rows {
+        out.push_str(&format!("| {} |", r.figure));
+        for v in &r.values {
+            out.push_str(&format!(" {v:.*} |", r.decimals));
+        }
+        let ratio_of = |a: usize, b: usize| {
+            ratio(r.values.get(a).copied(), r.values.get(b).copied())
+                .filter(|x| x.is_finite())
+                .map_or(String::new(), |x| format!("{x:.2}"))
+        };
+        out.push_str(&format!(" {} | {} |\n", ratio_of(1, 0), ratio_of(2, 1)));
+    }
+    out
+}
+
 /// Prints the tables and writes `summary.json` next to the inputs.
 pub fn report(dir: &Path) -> anyhow::Result<String> {
     let rows = rows(dir);
@@ -554,6 +657,11 @@ pub fn report(dir: &Path) -> anyhow::Result<String> {
         table.push('\n');
         table.push_str(&render_sweep(&sweep));
     }
+    let modes = redis_modes(dir);
+    if !modes.is_empty() {
+        table.push('\n');
+        table.push_str(&render_redis_modes(&modes));
+    }
     let mut inputs = serde_json::Map::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
@@ -569,7 +677,13 @@ pub fn report(dir: &Path) -> anyhow::Result<String> {
             inputs.insert(name.trim_end_matches(".json").to_owned(), v);
         }
     }
-    let summary = json!({ "table": rows, "cpu": cpu, "otlp_vs_json": versus, "inputs": inputs });
+    let summary = json!({
+        "table": rows,
+        "cpu": cpu,
+        "otlp_vs_json": versus,
+        "redis_modes": modes,
+        "inputs": inputs,
+    });
     std::fs::write(
         dir.join("summary.json"),
         serde_json::to_string_pretty(&summary)?,
@@ -733,5 +847,62 @@ mod tests {
             "µs of CPU per record: generator"
         );
         std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn redis_modes_set_the_cluster_beside_one_server_and_ack_1_beside_ack_0() {
+        let dir =
+            std::env::temp_dir().join(format!("eventline-bench-modes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let write =
+            |name: &str, v: Value| std::fs::write(dir.join(name), v.to_string()).expect("write");
+        // Stored 1,000,000 / 800,000 / 600,000 events in 20 + 5 s.
+        for (mode, stored, redis_cpu, p99) in [
+            ("one-server", 1_000_000, 5.0, 2.0),
+            ("cluster", 800_000, 6.0, 2.5),
+            ("cluster-ack1", 600_000, 6.0, 5.0),
+        ] {
+            write(
+                &format!("batch-max-{mode}.json"),
+                json!({"events_accepted": stored, "elapsed_seconds": 20.0,
+                       "e2e": {"stored": stored, "lost": 0, "duplicates": 0, "drain_seconds": 5.0}}),
+            );
+            write(
+                &format!("cpu-batch-max-{mode}.json"),
+                json!({"wall_seconds": 25.0, "cpu_seconds": {"generator": 1.0, "gateway": 2.0, "worker": 2.0, "redis": redis_cpu, "redis_forks": 0.0, "postgres": 10.0}}),
+            );
+            write(
+                &format!("single-{mode}.json"),
+                json!({"events_accepted": 100_000, "latency": {"p50_ms": 1.0, "p99_ms": p99},
+                       "e2e": {"stored": 100_000, "lost": 0, "duplicates": 1}}),
+            );
+        }
+        let table = report(&dir).expect("report");
+        let line = |start: &str| {
+            table
+                .lines()
+                .find(|l| l.starts_with(start))
+                .unwrap_or_else(|| panic!("no {start:?} in\n{table}"))
+                .to_owned()
+        };
+        assert_eq!(
+            line("| batches, closed loop"),
+            "| batches, closed loop: stored per second end to end | 40000 | 32000 | 24000 | 0.80 | 0.75 |"
+        );
+        // 6 s / 800,000 events = 7.5 µs; 6 s / 600,000 = 10 µs.
+        assert_eq!(
+            line("| batches: µs of CPU per event, Redis"),
+            "| batches: µs of CPU per event, Redis (every node) | 5.0 | 7.5 | 10.0 | 1.50 | 1.33 |"
+        );
+        assert_eq!(
+            line("| single events: p99"),
+            "| single events: p99 ms | 2.00 | 2.50 | 5.00 | 1.25 | 2.00 |"
+        );
+        // No CPU file for the single runs: shown as NaN, no ratio.
+        assert!(line("| single events: µs").ends_with("| NaN | NaN | NaN |  |  |"));
+        assert!(
+            line("| lost · duplicated").starts_with("| lost · duplicated (all runs) | 1 | 1 | 1 |")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

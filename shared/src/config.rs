@@ -141,6 +141,93 @@ pub struct RedisArgs {
     /// `<prefix>events:{0}`), to share one Redis between deployments or tests.
     #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "")]
     pub redis_key_prefix: String,
+    /// A Redis Cluster's nodes, comma-separated (`redis://[user:password@]host:port`
+    /// or `host:port`; a few masters are enough, the rest is discovered).
+    /// When set and not empty, eventline talks to the cluster and `REDIS_URL`
+    /// is not used.
+    #[arg(
+        long,
+        env = "REDIS_CLUSTER_NODES",
+        value_parser = parse_cluster_nodes,
+        hide_env_values = true
+    )]
+    pub redis_cluster_nodes: Option<ClusterNodes>,
+    /// Replicas that must confirm an ingest write (`WAIT`) before the
+    /// gateway answers 202; 0 answers as soon as the master has it. With a
+    /// replica per master, 1 keeps acknowledged events through a failover.
+    #[arg(long, env = "REDIS_MIN_REPLICAS_ACK", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=16))]
+    pub redis_min_replicas_ack: u32,
+    /// Longest wait for those replicas, in milliseconds; past it the
+    /// gateway answers 503 with `Retry-After`. Must be below `REDIS_TIMEOUT_MS`.
+    #[arg(long, env = "REDIS_REPLICA_ACK_TIMEOUT_MS", value_name = "REDIS_REPLICA_ACK_TIMEOUT_MS", default_value = "500", value_parser = parse_positive_millis)]
+    pub redis_replica_ack_timeout: Duration,
+}
+
+impl RedisArgs {
+    /// The cluster's nodes when `REDIS_CLUSTER_NODES` lists some: then
+    /// eventline runs on a Redis Cluster.
+    pub fn cluster_nodes(&self) -> Option<&ClusterNodes> {
+        self.redis_cluster_nodes
+            .as_ref()
+            .filter(|n| !n.0.is_empty())
+    }
+
+    /// Where Redis is, for logs and start-up errors (passwords hidden).
+    pub fn describe(&self) -> String {
+        match self.cluster_nodes() {
+            Some(nodes) => format!("the Redis Cluster at {nodes}"),
+            None => format!("Redis at {}", self.redis_url.redacted()),
+        }
+    }
+}
+
+/// The seed nodes of a Redis Cluster (`REDIS_CLUSTER_NODES`), whose
+/// passwords are never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterNodes(Vec<SecretUrl>);
+
+impl ClusterNodes {
+    pub fn urls(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(SecretUrl::expose)
+    }
+
+    /// The list as `REDIS_CLUSTER_NODES` takes it, passwords included.
+    pub fn expose(&self) -> String {
+        self.urls().collect::<Vec<_>>().join(",")
+    }
+}
+
+impl fmt::Debug for ClusterNodes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for ClusterNodes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted: Vec<String> = self.0.iter().map(SecretUrl::redacted).collect();
+        f.write_str(&redacted.join(","))
+    }
+}
+
+/// Parses `REDIS_CLUSTER_NODES`: comma-separated URLs or `host:port` pairs.
+/// Empty (or only commas and spaces) is no cluster, so deployment files can
+/// leave the variable empty.
+pub fn parse_cluster_nodes(s: &str) -> Result<ClusterNodes, String> {
+    let nodes = s
+        .split(',')
+        .map(str::trim)
+        .filter(|node| !node.is_empty())
+        .map(|node| {
+            let url = if node.contains("://") {
+                node.to_owned()
+            } else {
+                format!("redis://{node}")
+            };
+            parse_redis_url(&url).map_err(|e| format!("{}: {e}", redact_url(&url)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ClusterNodes(nodes))
 }
 
 #[derive(Debug, Clone, Args)]
@@ -271,6 +358,28 @@ mod tests {
         assert!(err.to_string().contains("DB_ACQUIRE_TIMEOUT_MS"), "{err}");
         let ok = Probe::try_parse_from(["probe"]).unwrap();
         assert_eq!(ok.redis.redis_timeout, Duration::from_millis(1000));
+        assert!(ok.redis.cluster_nodes().is_none());
+    }
+
+    #[test]
+    fn cluster_nodes_are_a_list_whose_passwords_stay_hidden() {
+        let nodes = parse_cluster_nodes("127.0.0.1:7000, redis://:pw@10.0.0.2:7001,").unwrap();
+        assert_eq!(
+            nodes.urls().collect::<Vec<_>>(),
+            ["redis://127.0.0.1:7000", "redis://:pw@10.0.0.2:7001"]
+        );
+        assert_eq!(
+            nodes.to_string(),
+            "redis://127.0.0.1:7000,redis://:***@10.0.0.2:7001"
+        );
+        let err = parse_cluster_nodes("http://x:1").unwrap_err();
+        assert!(err.contains("http://x:1"), "{err}");
+        let ok = Probe::try_parse_from(["probe", "--redis-cluster-nodes", "b:2"]).unwrap();
+        assert!(ok.redis.describe().contains("Cluster at redis://b:2"));
+        // Empty is one server, as when a deployment leaves the variable empty.
+        let empty = Probe::try_parse_from(["probe", "--redis-cluster-nodes", " , "]).unwrap();
+        assert!(empty.redis.cluster_nodes().is_none());
+        assert!(empty.redis.describe().starts_with("Redis at redis://"));
     }
 
     #[test]

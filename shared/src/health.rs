@@ -35,7 +35,7 @@ struct Inner {
     component: &'static str,
     registry: Registry,
     shutdown: CancellationToken,
-    redis: Option<deadpool_redis::Pool>,
+    redis: Option<crate::redis_pool::Redis>,
     postgres: Option<PgPool>,
     /// Whether `/health/ready` waits for PostgreSQL (see
     /// [`Health::with_optional_postgres`]).
@@ -89,8 +89,8 @@ impl Health {
         }
     }
 
-    pub fn with_redis(self, pool: deadpool_redis::Pool) -> Self {
-        self.with(|i| i.redis = Some(pool))
+    pub fn with_redis(self, redis: crate::redis_pool::Redis) -> Self {
+        self.with(|i| i.redis = Some(redis))
     }
 
     pub fn with_postgres(self, pool: PgPool) -> Self {
@@ -128,7 +128,7 @@ impl Health {
     pub async fn check(&self) -> Vec<DependencyStatus> {
         let redis = async {
             match &self.inner.redis {
-                Some(pool) => Some(self.timed("redis", crate::redis_pool::ping(pool)).await),
+                Some(redis) => Some(self.timed("redis", redis.ping()).await),
                 None => None,
             }
         };
@@ -221,7 +221,16 @@ async fn detailed(State(health): State<Health>) -> Response {
         None => Value::Null,
     };
     let ok = checks.iter().all(|c| c.ok) && !health.inner.shutdown.is_cancelled();
+    // On a cluster, each master's own answer.
+    let masters = match &health.inner.redis {
+        Some(redis) if redis.is_cluster() => match redis.masters().await {
+            Ok(masters) => json!(masters),
+            Err(error) => json!({ "error": error }),
+        },
+        _ => Value::Null,
+    };
     Json200(json!({
+        "redis_masters": masters,
         "status": if ok { "ok" } else { "degraded" },
         "component": health.inner.component,
         "version": env!("CARGO_PKG_VERSION"),

@@ -2,12 +2,15 @@
 //! layout"). A prefix (`REDIS_KEY_PREFIX`, empty by default) lets several
 //! deployments, or parallel tests, share one Redis.
 //!
-//! Stream shards are named `events:{N}`. eventline runs on a single Redis
-//! node (Redis Cluster is not supported yet); the braces make the shard
-//! number a hash tag, so that on a cluster each shard would have a slot of
-//! its own. [`key_slot`] computes a key's cluster slot, and [`shard_tag`]
-//! picks hash tags by slot that spread shards evenly over the masters, which
-//! `{0}`…`{N-1}` do not.
+//! On one server, stream shards are `events:{0}`…`events:{N-1}` and dead
+//! letters go to `events:dlq`. On a Redis Cluster (ADR 0060) the shard's
+//! hash tag is chosen by slot ([`shard_tag`]) so that the shards spread
+//! evenly over the masters, which `{0}`…`{N-1}` do not, and each shard has a
+//! dead-letter stream of its own in its slot (`events:{t}:dlq`), so that a
+//! replay moves a letter back with one script on one slot. Every key a
+//! command, pipeline or script touches together shares one hash tag.
+
+use std::sync::{Arc, LazyLock};
 
 use uuid::Uuid;
 
@@ -17,12 +20,36 @@ pub const CONSUMER_GROUP: &str = "writers";
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RedisKeys {
     prefix: String,
+    /// On a cluster, each shard's hash tag.
+    shard_tags: Option<Arc<[String]>>,
 }
 
 impl RedisKeys {
+    /// The names on one Redis server.
     pub fn new(prefix: impl Into<String>) -> Self {
+        // The claim groups' tags, now rather than in the first batch.
+        LazyLock::force(&CLAIM_TAGS);
         Self {
             prefix: prefix.into(),
+            shard_tags: None,
+        }
+    }
+
+    /// The names on a Redis Cluster of `shards` stream shards.
+    pub fn cluster(prefix: impl Into<String>, shards: u32) -> Self {
+        LazyLock::force(&CLAIM_TAGS);
+        Self {
+            prefix: prefix.into(),
+            shard_tags: Some(shard_tags(shards).into()),
+        }
+    }
+
+    /// [`Self::cluster`] when `cluster`, else [`Self::new`].
+    pub fn for_deployment(prefix: impl Into<String>, shards: u32, cluster: bool) -> Self {
+        if cluster {
+            Self::cluster(prefix, shards)
+        } else {
+            Self::new(prefix)
         }
     }
 
@@ -32,21 +59,45 @@ impl RedisKeys {
 
     /// The ingest stream of one shard.
     pub fn stream(&self, shard: u32) -> String {
-        format!("{}events:{{{shard}}}", self.prefix)
+        match self
+            .shard_tags
+            .as_deref()
+            .and_then(|t| t.get(shard as usize))
+        {
+            Some(tag) => format!("{}events:{{{tag}}}", self.prefix),
+            None => format!("{}events:{{{shard}}}", self.prefix),
+        }
     }
 
-    /// The dead-letter stream.
-    pub fn dlq(&self) -> String {
-        format!("{}events:dlq", self.prefix)
+    /// The dead-letter stream that takes `stream`'s letters: `events:dlq`
+    /// on one server, `<stream>:dlq` (same slot) on a cluster.
+    pub fn dlq_of(&self, stream: &str) -> String {
+        if self.shard_tags.is_some() {
+            format!("{stream}:dlq")
+        } else {
+            format!("{}events:dlq", self.prefix)
+        }
+    }
+
+    /// Every dead-letter stream of `shards` shards: one on one server, one
+    /// per shard on a cluster.
+    pub fn dlqs(&self, shards: u32) -> Vec<String> {
+        if self.shard_tags.is_some() {
+            (0..shards).map(|s| self.dlq_of(&self.stream(s))).collect()
+        } else {
+            vec![self.dlq_of("")]
+        }
     }
 
     /// The hash of dedup claims of time bucket `bucket` (see
-    /// [`claim_bucket`]) that holds `key`'s claim: `dedup:{pppp}:<bucket>`,
-    /// `pppp` the key's partition (its first two bytes in hex). The
-    /// partition is the hash tag, so one key's buckets share a cluster slot
-    /// and a script can check them together.
+    /// [`claim_bucket`]) that holds `key`'s claim: `dedup:{g}:pppp:<bucket>`,
+    /// `pppp` the key's partition (its first two bytes in hex), `g` the
+    /// tag of its partition's group ([`claim_group`]). One key's buckets
+    /// share a slot, so a script checks them together; a group's partitions
+    /// too, so one script claims many keys; the partitions keep each hash
+    /// small (a listpack).
     pub fn claims(&self, key: Uuid, bucket: u64) -> String {
-        let mut out = String::with_capacity(self.prefix.len() + 32);
+        let mut out = String::with_capacity(self.prefix.len() + 40);
         self.write_claims(key, bucket, &mut out);
         out
     }
@@ -58,14 +109,33 @@ impl RedisKeys {
         let bytes = key.as_bytes();
         out.clear();
         out.push_str(&self.prefix);
+        let tag = &CLAIM_TAGS[claim_group(key)];
         // Writing to a String cannot fail.
-        let _ = write!(out, "dedup:{{{:02x}{:02x}}}:{bucket}", bytes[0], bytes[1]);
+        let _ = write!(
+            out,
+            "dedup:{{{tag}}}:{:02x}{:02x}:{bucket}",
+            bytes[0], bytes[1]
+        );
     }
 
     /// A rate-limit window; `scope` is a small fixed word (`key`, `ip`).
     pub fn rate_limit(&self, scope: &str, subject: &str) -> String {
         format!("{}ratelimit:{scope}:{subject}", self.prefix)
     }
+}
+
+/// Groups of claim partitions, each a hash tag chosen by slot
+/// ([`shard_tag`]): 64 spread within one or two groups per master up to
+/// 32 masters, and a batch of a few thousand claims is a few dozen
+/// script calls, one slot each.
+pub const CLAIM_GROUPS: u32 = 64;
+
+static CLAIM_TAGS: LazyLock<Vec<String>> = LazyLock::new(|| shard_tags(CLAIM_GROUPS));
+
+/// The claim group of `key`: the top six bits of its first byte, so a
+/// partition (first two bytes) is in one group.
+pub fn claim_group(key: Uuid) -> usize {
+    usize::from(key.as_bytes()[0] >> 2) % CLAIM_GROUPS as usize
 }
 
 /// The time bucket of dedup claims made at `unix_secs`, for claims that
@@ -120,19 +190,37 @@ fn hash_tag(key: &[u8]) -> &[u8] {
 /// CRC16-CCITT in its XMODEM variant (polynomial 0x1021, initial value 0,
 /// no reflection), the one Redis Cluster uses.
 fn crc16_xmodem(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
+    crc16_continue(0, data)
+}
+
+/// [`crc16_xmodem`] of what gave `crc`, followed by `data`.
+fn crc16_continue(mut crc: u16, data: &[u8]) -> u16 {
     for &byte in data {
-        crc ^= u16::from(byte) << 8;
-        for _ in 0..8 {
+        crc = (crc << 8) ^ CRC16_TABLE[usize::from((crc >> 8) as u8 ^ byte)];
+    }
+    crc
+}
+
+/// The CRC of each byte value, so [`crc16_continue`] takes a byte a step.
+const CRC16_TABLE: [u16; 256] = {
+    let mut table = [0u16; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut crc = (i as u16) << 8;
+        let mut bit = 0;
+        while bit < 8 {
             crc = if crc & 0x8000 != 0 {
                 (crc << 1) ^ 0x1021
             } else {
                 crc << 1
             };
+            bit += 1;
         }
+        table[i] = crc;
+        i += 1;
     }
-    crc
-}
+    table
+};
 
 /// How many suffixes [`shard_tag`] tries per shard: with 10,000 the chosen
 /// slot is within 3 of the target for every N up to 256 (1,000 left up to 33).
@@ -165,10 +253,31 @@ pub fn shard_target_slot(shard: u32, shards: u32) -> u16 {
 /// stream key with it reads `events:{0.1643}`.
 pub fn shard_tag(shard: u32, shards: u32) -> String {
     let target = i32::from(shard_target_slot(shard, shards));
-    let tag = |k: u32| format!("{shard}.{k}");
-    let distance = |k: &u32| (i32::from(key_slot(tag(*k).as_bytes())) - target).abs();
+    let prefix = format!("{shard}.");
+    // The prefix's CRC once; each candidate adds only its digits.
+    let start = crc16_continue(0, prefix.as_bytes());
+    let mut digits = [0u8; 10];
+    let distance = |k: &u32| {
+        let digits = decimal(*k, &mut digits);
+        let slot = crc16_continue(start, digits) % CLUSTER_SLOTS;
+        (i32::from(slot) - target).abs()
+    };
     // `min_by_key` keeps the first of equal minima: the smallest `k`.
-    tag((0..TAG_CANDIDATES).min_by_key(distance).unwrap_or(0))
+    let k = (0..TAG_CANDIDATES).min_by_key(distance).unwrap_or(0);
+    format!("{prefix}{k}")
+}
+
+/// `n` in decimal, written at the end of `buf`.
+fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
 }
 
 /// [`shard_tag`] of every shard `0..shards`.
@@ -184,13 +293,48 @@ mod tests {
     fn names_follow_the_contract() {
         let keys = RedisKeys::default();
         assert_eq!(keys.stream(0), "events:{0}");
-        assert_eq!(keys.dlq(), "events:dlq");
+        assert_eq!(keys.dlq_of(&keys.stream(0)), "events:dlq");
+        assert_eq!(keys.dlqs(4), ["events:dlq"]);
         let k = Uuid::from_u128(0x0a0b_0000_0000_0000_0000_0000_0000_00ab);
-        assert_eq!(keys.claims(k, 2_941_705), "dedup:{0a0b}:2941705");
+        assert_eq!(claim_group(k), 2);
+        let tag = shard_tag(2, CLAIM_GROUPS);
+        assert_eq!(
+            keys.claims(k, 2_941_705),
+            format!("dedup:{{{tag}}}:0a0b:2941705")
+        );
         let keys = RedisKeys::new("t1:");
         assert_eq!(keys.stream(3), "t1:events:{3}");
         assert_eq!(keys.rate_limit("ip", "1.2.3.4"), "t1:ratelimit:ip:1.2.3.4");
-        assert_eq!(keys.claims(k, 7), "t1:dedup:{0a0b}:7");
+        assert_eq!(keys.claims(k, 7), format!("t1:dedup:{{{tag}}}:0a0b:7"));
+    }
+
+    #[test]
+    fn cluster_names_keep_each_shard_and_its_dead_letters_in_one_slot() {
+        let keys = RedisKeys::cluster("t1:", 3);
+        assert_eq!(keys.stream(0), "t1:events:{0.1643}");
+        assert_eq!(keys.stream(2), "t1:events:{2.3547}");
+        let dlqs = keys.dlqs(3);
+        assert_eq!(dlqs[1], "t1:events:{1.2812}:dlq");
+        for (shard, dlq) in dlqs.iter().enumerate() {
+            let stream = keys.stream(shard as u32);
+            assert_eq!(key_slot(stream.as_bytes()), key_slot(dlq.as_bytes()));
+        }
+        // The claim buckets around a key share its group's slot.
+        let k = Uuid::now_v7();
+        let slots: Vec<u16> = (9..12)
+            .map(|b| key_slot(keys.claims(k, b).as_bytes()))
+            .collect();
+        assert!(slots.windows(2).all(|w| w[0] == w[1]), "{slots:?}");
+        assert_eq!(RedisKeys::for_deployment("", 2, false), RedisKeys::new(""));
+    }
+
+    #[test]
+    fn claim_groups_spread_over_three_masters_and_hold_whole_partitions() {
+        assert_eq!(spread(&CLAIM_TAGS, 3), [21, 22, 21]);
+        let a = Uuid::from_u128(0xfc00 << 112);
+        let b = Uuid::from_u128((0xfcff << 112) | 77);
+        assert_eq!(claim_group(a), claim_group(b));
+        assert_eq!(claim_group(a), 63);
     }
 
     #[test]
@@ -229,6 +373,10 @@ mod tests {
         assert_eq!(key_slot(b"foo{}{bar}"), 8363);
         assert_eq!(key_slot(b"foo{{bar}}zap"), key_slot(b"{bar"));
         assert_eq!(key_slot(b""), 0);
+        let mut buf = [0u8; 10];
+        assert_eq!(decimal(0, &mut buf), b"0");
+        assert_eq!(decimal(4_294_967_295, &mut buf), b"4294967295");
+        assert_eq!(crc16_continue(crc16_xmodem(b"1234"), b"56789"), 0x31C3);
         // A prefix outside the braces does not move a shard.
         let keys = RedisKeys::new("t1:");
         assert_eq!(

@@ -1,48 +1,330 @@
-//! The Redis connection pool: multiplexed connections from deadpool-redis,
-//! each with a connect timeout and a response timeout, so a frozen Redis (one
-//! that accepts connections and never answers) fails calls within
-//! `REDIS_TIMEOUT_MS` instead of hanging them.
+//! Redis connections, to one server or to a Redis Cluster, chosen by
+//! configuration (`REDIS_URL` or `REDIS_CLUSTER_NODES`, ADR 0060).
+//!
+//! - One server: a deadpool-redis pool of multiplexed connections.
+//! - A cluster: redis-rs's async cluster client, one multiplexed connection
+//!   per node, which follows `MOVED`/`ASK` and refreshes its slot map.
+//!
+//! Either way every connection has a connect timeout and a response timeout,
+//! so a frozen Redis (one that accepts connections and never answers) fails
+//! calls within `REDIS_TIMEOUT_MS` instead of hanging them. Callers get a
+//! [`RedisConn`], which runs commands, pipelines and scripts the same way on
+//! both; what a cluster adds is the rule that one command, pipeline or script
+//! stays within one hash slot ([`Redis::slot`] groups work by slot).
+//!
+//! Start-up checks ([`Redis::connect`]) turn the mistakes an operator makes
+//! into one line naming the problem ([`RedisSetupError`], exit 64): nodes
+//! that do not answer, a cluster whose slots are not all served, a
+//! `REDIS_URL` pointed at a cluster node, or cluster nodes that are not one.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_redis::{Manager, Pool, Runtime};
-use redis::AsyncConnectionConfig;
+use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
+use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
 use crate::config::RedisArgs;
+use crate::redis_keys::{CLUSTER_SLOTS, key_slot};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RedisSetupError {
     #[error("REDIS_URL: {0}")]
     Url(#[source] redis::RedisError),
+    #[error("REDIS_CLUSTER_NODES: {0}")]
+    ClusterNodes(#[source] redis::RedisError),
     #[error("cannot build the Redis pool: {0}")]
     Build(#[from] deadpool_redis::BuildError),
-    #[error("Redis at {url} does not answer: {reason}")]
-    Unreachable { url: String, reason: String },
+    #[error("{what} does not answer: {reason}")]
+    Unreachable { what: String, reason: String },
+    #[error(
+        "REDIS_URL {url} is a Redis Cluster node; list the cluster's nodes in REDIS_CLUSTER_NODES instead"
+    )]
+    ClusterNodeAsSingle { url: String },
+    #[error("REDIS_CLUSTER_NODES {nodes}: not a Redis Cluster ({reason})")]
+    NotACluster { nodes: String, reason: String },
+    #[error(
+        "the Redis Cluster at {nodes} does not serve every slot (cluster_state:{state}, {assigned} of 16384 slots assigned, {failing} failing)"
+    )]
+    UncoveredSlots {
+        nodes: String,
+        state: String,
+        assigned: u32,
+        failing: u32,
+    },
 }
 
-/// Builds the pool and checks that Redis answers a `PING`.
-pub async fn connect(args: &RedisArgs) -> Result<Pool, RedisSetupError> {
-    connect_with_response_timeout(args, args.redis_timeout).await
+impl RedisSetupError {
+    /// Whether the error is the configuration's (exit 64): every kind is,
+    /// a Redis that does not answer at start included (its address is
+    /// configuration too).
+    pub fn is_configuration(&self) -> bool {
+        !matches!(self, RedisSetupError::Build(_))
+    }
 }
 
-/// Like [`connect`] with a different response timeout, for connections that
-/// issue blocking commands (`XREADGROUP … BLOCK`) whose answers legitimately
-/// take longer than ordinary calls.
-pub async fn connect_with_response_timeout(
-    args: &RedisArgs,
-    response_timeout: Duration,
-) -> Result<Pool, RedisSetupError> {
-    let pool = build(args, response_timeout)?;
-    ping(&pool)
-        .await
-        .map_err(|reason| RedisSetupError::Unreachable {
-            url: args.redis_url.redacted(),
+/// A handle to Redis: cheap to clone, shared by a process's tasks.
+#[derive(Clone)]
+pub enum Redis {
+    Single(Pool),
+    Cluster {
+        client: Arc<ClusterClient>,
+        /// Shared by ordinary calls; blocking reads open their own
+        /// ([`Redis::own_connection`]).
+        conn: ClusterConnection,
+    },
+}
+
+impl Redis {
+    /// Connects and checks the deployment (see the module's start-up checks).
+    pub async fn connect(args: &RedisArgs) -> Result<Self, RedisSetupError> {
+        Self::connect_with_response_timeout(args, args.redis_timeout).await
+    }
+
+    /// Like [`Self::connect`] with a different response timeout, for
+    /// connections that issue blocking commands (`XREADGROUP … BLOCK`) whose
+    /// answers legitimately take longer than ordinary calls.
+    pub async fn connect_with_response_timeout(
+        args: &RedisArgs,
+        response_timeout: Duration,
+    ) -> Result<Self, RedisSetupError> {
+        let unreachable = |reason: String| RedisSetupError::Unreachable {
+            what: args.describe(),
             reason,
-        })?;
-    Ok(pool)
+        };
+        match args.cluster_nodes() {
+            None => {
+                let pool = build(args, response_timeout)?;
+                let redis = Redis::Single(pool);
+                redis.ping().await.map_err(unreachable)?;
+                if redis.is_cluster_node().await.map_err(unreachable)? {
+                    return Err(RedisSetupError::ClusterNodeAsSingle {
+                        url: args.redis_url.redacted(),
+                    });
+                }
+                Ok(redis)
+            }
+            Some(nodes) => {
+                let client = cluster_client(args, response_timeout)?;
+                let conn = client.get_async_connection().await.map_err(|e| {
+                    if e.to_string().contains("cluster support disabled") {
+                        RedisSetupError::NotACluster {
+                            nodes: nodes.to_string(),
+                            reason: e.to_string(),
+                        }
+                    } else {
+                        unreachable(e.to_string())
+                    }
+                })?;
+                let redis = Redis::Cluster {
+                    client: Arc::new(client),
+                    conn,
+                };
+                let info = redis.cluster_info().await.map_err(unreachable)?;
+                if !info.covers_every_slot() {
+                    return Err(RedisSetupError::UncoveredSlots {
+                        nodes: nodes.to_string(),
+                        state: info.state,
+                        assigned: info.slots_assigned,
+                        failing: info.slots_fail,
+                    });
+                }
+                Ok(redis)
+            }
+        }
+    }
+
+    /// A single server must not be a cluster node: it would refuse every
+    /// key of a slot it does not serve with `MOVED`.
+    async fn is_cluster_node(&self) -> Result<bool, String> {
+        let mut conn = self.get().await.map_err(|e| e.to_string())?;
+        let info: String = redis::cmd("INFO")
+            .arg("cluster")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(info_field(&info, "cluster_enabled") == Some("1"))
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Redis::Cluster { .. })
+    }
+
+    /// The slot `key` must share with every other key of one command,
+    /// pipeline or script: its hash slot on a cluster, 0 on one server (where
+    /// anything goes together). Group work by it.
+    pub fn slot(&self, key: &[u8]) -> u16 {
+        if self.is_cluster() { key_slot(key) } else { 0 }
+    }
+
+    /// A connection for ordinary calls. It is multiplexed: clones share it,
+    /// and concurrent calls on them are pipelined on its socket.
+    pub async fn get(&self) -> RedisResult<RedisConn> {
+        match self {
+            Redis::Single(pool) => {
+                let pooled = pool.get().await.map_err(pool_error)?;
+                Ok(RedisConn::Multiplexed(MultiplexedConnection::clone(
+                    &pooled,
+                )))
+            }
+            Redis::Cluster { conn, .. } => Ok(RedisConn::Cluster(conn.clone())),
+        }
+    }
+
+    /// A connection nobody else uses while it is held, for blocking reads
+    /// (`XREADGROUP … BLOCK` on a shared one would stall every other call
+    /// behind it): one of the pool's (size the pool to the readers), or a
+    /// new cluster connection.
+    pub async fn own_connection(&self) -> RedisResult<RedisConn> {
+        match self {
+            Redis::Single(pool) => Ok(RedisConn::Pooled(pool.get().await.map_err(pool_error)?)),
+            Redis::Cluster { client, .. } => {
+                Ok(RedisConn::Cluster(client.get_async_connection().await?))
+            }
+        }
+    }
+
+    /// One `PING` (on a cluster: to every master, and the cluster's state);
+    /// the error says why it failed.
+    pub async fn ping(&self) -> Result<(), String> {
+        match self {
+            Redis::Single(_) => {
+                let mut conn = self.get().await.map_err(|e| e.to_string())?;
+                redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }
+            Redis::Cluster { .. } => {
+                let masters = self.masters().await?;
+                let down: Vec<String> = masters
+                    .iter()
+                    .filter(|m| !m.ok)
+                    .map(|m| format!("{}: {}", m.address, m.error.as_deref().unwrap_or("down")))
+                    .collect();
+                if !down.is_empty() {
+                    return Err(format!("masters not answering: {}", down.join("; ")));
+                }
+                let info = self.cluster_info().await?;
+                if !info.covers_every_slot() {
+                    return Err(format!(
+                        "cluster_state:{} with {} of {CLUSTER_SLOTS} slots assigned, {} failing",
+                        info.state, info.slots_assigned, info.slots_fail
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// `CLUSTER INFO` from any node.
+    async fn cluster_info(&self) -> Result<ClusterInfo, String> {
+        let mut conn = self.get().await.map_err(|e| e.to_string())?;
+        let text: String = redis::cmd("CLUSTER")
+            .arg("INFO")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(ClusterInfo::parse(&text))
+    }
+
+    /// Each master's answer to `PING` (empty on one server).
+    pub async fn masters(&self) -> Result<Vec<MasterStatus>, String> {
+        let Redis::Cluster { conn, .. } = self else {
+            return Ok(Vec::new());
+        };
+        let mut conn = conn.clone();
+        let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+        let reply = conn
+            .route_command(redis::cmd("PING"), routing)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Value::Map(answers) = reply else {
+            return Err(format!("PING to every master answered {reply:?}"));
+        };
+        let mut masters: Vec<MasterStatus> = answers
+            .into_iter()
+            .map(|(address, answer)| {
+                let address = match address {
+                    Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+                    Value::SimpleString(s) => s,
+                    other => format!("{other:?}"),
+                };
+                let error = match answer {
+                    Value::ServerError(e) => Some(format!("{e:?}")),
+                    _ => None,
+                };
+                MasterStatus {
+                    address,
+                    ok: error.is_none(),
+                    error,
+                }
+            })
+            .collect();
+        masters.sort_by(|a, b| a.address.cmp(&b.address));
+        Ok(masters)
+    }
 }
 
-/// Builds the pool without connecting: the first call connects.
+/// One master's health, for `/health/detailed`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MasterStatus {
+    pub address: String,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What `CLUSTER INFO` says of slot coverage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ClusterInfo {
+    state: String,
+    slots_assigned: u32,
+    slots_fail: u32,
+}
+
+impl ClusterInfo {
+    fn parse(text: &str) -> Self {
+        let number = |field| {
+            info_field(text, field)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        ClusterInfo {
+            state: info_field(text, "cluster_state")
+                .unwrap_or("unknown")
+                .to_owned(),
+            slots_assigned: number("cluster_slots_assigned"),
+            slots_fail: number("cluster_slots_fail"),
+        }
+    }
+
+    fn covers_every_slot(&self) -> bool {
+        self.state == "ok" && self.slots_assigned == u32::from(CLUSTER_SLOTS)
+    }
+}
+
+/// The value of `field` in an `INFO`-style `field:value` text.
+fn info_field<'a>(text: &'a str, field: &str) -> Option<&'a str> {
+    text.lines().find_map(|line| {
+        line.strip_prefix(field)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .map(str::trim)
+    })
+}
+
+fn pool_error(e: deadpool_redis::PoolError) -> redis::RedisError {
+    match e {
+        deadpool_redis::PoolError::Backend(e) => e,
+        other => redis::RedisError::from(std::io::Error::other(other.to_string())),
+    }
+}
+
+/// Builds the single-server pool without connecting: the first call connects.
 pub fn build(args: &RedisArgs, response_timeout: Duration) -> Result<Pool, RedisSetupError> {
     let connection = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(args.redis_timeout))
@@ -59,12 +341,114 @@ pub fn build(args: &RedisArgs, response_timeout: Duration) -> Result<Pool, Redis
     Ok(pool)
 }
 
-/// One `PING` through the pool; the error says why it failed.
-pub async fn ping(pool: &Pool) -> Result<(), String> {
-    let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-    redis::cmd("PING")
-        .query_async::<String>(&mut conn)
-        .await
-        .map(drop)
-        .map_err(|e| e.to_string())
+/// The cluster client: the seed nodes, the timeouts, and few retries (a
+/// failover takes seconds; callers retry with their own backoff).
+fn cluster_client(
+    args: &RedisArgs,
+    response_timeout: Duration,
+) -> Result<ClusterClient, RedisSetupError> {
+    let nodes: Vec<&str> = args
+        .cluster_nodes()
+        .into_iter()
+        .flat_map(|nodes| nodes.urls())
+        .collect();
+    ClusterClientBuilder::new(nodes)
+        .connection_timeout(args.redis_timeout)
+        .response_timeout(response_timeout)
+        .retries(2)
+        .build()
+        .map_err(RedisSetupError::ClusterNodes)
+}
+
+/// A connection from [`Redis`]: commands, pipelines and scripts run on it
+/// alike on one server and on a cluster.
+pub enum RedisConn {
+    /// Held from the pool until dropped: nobody else uses it meanwhile.
+    Pooled(deadpool_redis::Connection),
+    Multiplexed(MultiplexedConnection),
+    /// Reconnects by itself (the gateway's publishing connections).
+    Managed(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// A clone shares the connection (all of them are multiplexed): cloning a
+/// pooled one gives a handle that no longer holds it.
+impl Clone for RedisConn {
+    fn clone(&self) -> Self {
+        match self {
+            RedisConn::Pooled(c) => RedisConn::Multiplexed(MultiplexedConnection::clone(c)),
+            RedisConn::Multiplexed(c) => RedisConn::Multiplexed(c.clone()),
+            RedisConn::Managed(c) => RedisConn::Managed(c.clone()),
+            RedisConn::Cluster(c) => RedisConn::Cluster(c.clone()),
+        }
+    }
+}
+
+impl ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            RedisConn::Pooled(c) => c.req_packed_command(cmd),
+            RedisConn::Multiplexed(c) => c.req_packed_command(cmd),
+            RedisConn::Managed(c) => c.req_packed_command(cmd),
+            RedisConn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            RedisConn::Pooled(c) => c.req_packed_commands(pipeline, offset, count),
+            RedisConn::Multiplexed(c) => c.req_packed_commands(pipeline, offset, count),
+            RedisConn::Managed(c) => c.req_packed_commands(pipeline, offset, count),
+            RedisConn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            RedisConn::Pooled(c) => c.get_db(),
+            RedisConn::Multiplexed(c) => c.get_db(),
+            RedisConn::Managed(c) => c.get_db(),
+            RedisConn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Runs `pipelines` concurrently on clones of `conn` (on one server they
+/// share its socket, back to back; on a cluster each goes to its slot's
+/// master) and answers each one's replies, in order. Each pipeline must
+/// stay within one slot ([`Redis::slot`]).
+pub async fn query_each<T: redis::FromRedisValue>(
+    conn: &RedisConn,
+    pipelines: &[Pipeline],
+) -> RedisResult<Vec<T>> {
+    futures_util::future::try_join_all(pipelines.iter().map(|pipe| {
+        let mut conn = conn.clone();
+        async move { pipe.query_async::<T>(&mut conn).await }
+    }))
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_info_tells_whether_every_slot_is_served() {
+        let ok = ClusterInfo::parse(
+            "cluster_enabled:1\r\ncluster_state:ok\r\ncluster_slots_assigned:16384\r\ncluster_slots_fail:0\r\n",
+        );
+        assert!(ok.covers_every_slot(), "{ok:?}");
+        let partial = ClusterInfo::parse(
+            "cluster_state:fail\r\ncluster_slots_assigned:10923\r\ncluster_slots_fail:0\r\n",
+        );
+        assert!(!partial.covers_every_slot());
+        assert_eq!(partial.slots_assigned, 10923);
+        assert_eq!(ClusterInfo::parse("").state, "unknown");
+        assert_eq!(info_field("a:1\r\nab:2\r\n", "ab"), Some("2"));
+    }
 }

@@ -267,7 +267,7 @@ pub async fn shard_stats(
 /// Every shard's [`ShardStats`] for `/health/detailed`, as JSON: a shard
 /// that cannot be read shows its error instead.
 pub async fn shards_json(
-    pool: &deadpool_redis::Pool,
+    redis: &crate::redis_pool::Redis,
     keys: &crate::redis_keys::RedisKeys,
     shards: u32,
     group: &str,
@@ -276,7 +276,7 @@ pub async fn shards_json(
     for shard in 0..shards {
         let stream = keys.stream(shard);
         let stats = async {
-            let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+            let mut conn = redis.get().await.map_err(|e| e.to_string())?;
             shard_stats(&mut conn, &stream, group)
                 .await
                 .map_err(|e| e.to_string())

@@ -180,6 +180,22 @@ pub fn redis_args() -> RedisArgs {
         redis_pool_size: 4,
         redis_timeout: Duration::from_secs(2),
         redis_key_prefix: format!("{}:", unique_name("t")),
+        redis_cluster_nodes: None,
+        redis_min_replicas_ack: 0,
+        redis_replica_ack_timeout: Duration::from_millis(500),
+    }
+}
+
+/// [`redis_args`] for the Redis Cluster the harness started
+/// (`EVENTLINE_TEST_REDIS_CLUSTER_NODES`, six nodes, three masters).
+pub fn cluster_redis_args() -> RedisArgs {
+    let nodes = env_or_explain("EVENTLINE_TEST_REDIS_CLUSTER_NODES");
+    RedisArgs {
+        redis_cluster_nodes: Some(
+            crate::config::parse_cluster_nodes(&nodes)
+                .expect("EVENTLINE_TEST_REDIS_CLUSTER_NODES lists cluster nodes"),
+        ),
+        ..redis_args()
     }
 }
 
@@ -198,7 +214,7 @@ pub fn claim_hashes(keys: &crate::redis_keys::RedisKeys, key: uuid::Uuid) -> [St
 
 /// The entry id holding `key`'s dedup claim, if any.
 pub async fn claim_holder(
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut impl redis::aio::ConnectionLike,
     keys: &crate::redis_keys::RedisKeys,
     key: uuid::Uuid,
 ) -> Option<String> {
@@ -218,7 +234,7 @@ pub async fn claim_holder(
 
 /// Makes entry `holder` hold `key`'s claim, as a worker's claim does.
 pub async fn set_claim(
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut impl redis::aio::ConnectionLike,
     keys: &crate::redis_keys::RedisKeys,
     key: uuid::Uuid,
     holder: &str,
@@ -235,7 +251,7 @@ pub async fn set_claim(
 
 /// Deletes `key`'s claim wherever it is, as its expiry would.
 pub async fn expire_claim(
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut impl redis::aio::ConnectionLike,
     keys: &crate::redis_keys::RedisKeys,
     key: uuid::Uuid,
 ) {

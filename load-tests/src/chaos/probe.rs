@@ -48,11 +48,12 @@ impl Probe {
             .await
             .map_err(ChaosError::Db)?;
         let keys = RedisKeys::new(String::new());
+        let stream = keys.stream(0);
         Ok(Probe {
             redis,
             pg,
-            stream: keys.stream(0),
-            dlq: keys.dlq(),
+            dlq: keys.dlq_of(&stream),
+            stream,
         })
     }
 

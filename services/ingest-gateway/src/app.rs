@@ -238,6 +238,12 @@ impl AppState {
                     retry_after: Duration::from_secs(1),
                 }
             }
+            e @ PublishError::NotReplicated { .. } => {
+                tracing::warn!(error = %e, "entry written but not replicated in time; answering 503");
+                ApiError::Unavailable {
+                    retry_after: Duration::from_secs(1),
+                }
+            }
         })
     }
 }

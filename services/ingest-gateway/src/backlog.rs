@@ -1,5 +1,5 @@
-//! Backpressure: a background task reads every shard's length (`XLEN`, one
-//! pipelined round trip) a few times a second; requests compare the cached
+//! Backpressure: a background task reads every shard's length (`XLEN`s sent
+//! together) a few times a second; requests compare the cached
 //! value with `STREAM_HIGH_WATER` and answer 429 when the workers are behind,
 //! instead of growing Redis without bound. No request pays a Redis call for it.
 //!
@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use eventline_shared::redis_pool;
 use eventline_shared::stream_codec::EventsPerEntry;
 
 use crate::Context;
@@ -93,26 +94,27 @@ impl Backlog {
         self.refresh.max(Duration::from_secs(1))
     }
 
-    /// Reads every shard's length and the dead-letter stream's, in one
-    /// pipelined round trip.
+    /// Reads every shard's length and the dead-letter streams', one `XLEN`
+    /// per key, all at once (on a cluster each goes to its key's master).
     pub async fn refresh_once(&self, ctx: &Context) -> Result<(), String> {
         let keys = &ctx.keys;
-        let mut conn = ctx.redis.get().await.map_err(|e| e.to_string())?;
-        let mut pipe = redis::pipe();
-        for shard in 0..self.lengths.len() as u32 {
-            pipe.cmd("XLEN").arg(keys.stream(shard));
-        }
-        pipe.cmd("XLEN").arg(keys.dlq());
-        let mut lengths: Vec<u64> = pipe
-            .query_async(&mut conn)
+        let conn = ctx.redis.get().await.map_err(|e| e.to_string())?;
+        let shards = self.lengths.len() as u32;
+        let xlen = |key: String| {
+            let mut pipe = redis::pipe();
+            pipe.cmd("XLEN").arg(key);
+            pipe
+        };
+        let mut pipes: Vec<redis::Pipeline> = (0..shards).map(|s| xlen(keys.stream(s))).collect();
+        pipes.extend(keys.dlqs(shards).into_iter().map(xlen));
+        let lengths: Vec<(u64,)> = redis_pool::query_each(&conn, &pipes)
             .await
             .map_err(|e| e.to_string())?;
-        let dead_letters = lengths
-            .pop()
-            .ok_or_else(|| "XLEN pipeline answered nothing".to_owned())?;
-        for (slot, len) in self.lengths.iter().zip(lengths) {
-            slot.store(len, Ordering::Relaxed);
+        let (streams, dlqs) = lengths.split_at(shards as usize);
+        for (slot, (len,)) in self.lengths.iter().zip(streams) {
+            slot.store(*len, Ordering::Relaxed);
         }
+        let dead_letters = dlqs.iter().map(|(len,)| len).sum();
         self.dead_letters.store(dead_letters, Ordering::Relaxed);
         Ok(())
     }

@@ -35,7 +35,7 @@ use eventline_shared::health::Health;
 use eventline_shared::key_store::{KeyStore, KeyStoreError};
 use eventline_shared::pg_pool::{self, PgSetupError};
 use eventline_shared::redis_keys::{CONSUMER_GROUP, RedisKeys};
-use eventline_shared::redis_pool::{self, RedisSetupError};
+use eventline_shared::redis_pool::{Redis, RedisSetupError};
 use eventline_shared::server::{self, ConnectionLimits};
 use eventline_shared::shutdown;
 use eventline_shared::stream_stats;
@@ -72,6 +72,19 @@ pub enum StartError {
     Metrics(#[from] prometheus::Error),
 }
 
+impl StartError {
+    /// The exit status: 64 (`EX_USAGE`) when the configuration is at
+    /// fault (a bad value, a Redis that is not what it is said to be or does
+    /// not answer), 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            StartError::Config(_) => 64,
+            StartError::Redis(e) if e.is_configuration() => 64,
+            _ => 1,
+        }
+    }
+}
+
 /// What the gateway's parts share about Redis, built once by
 /// [`Gateway::start`] (as the worker's `State` is): the publisher, the
 /// backlog and rate-limit loops and `/health/detailed` take it instead of
@@ -79,7 +92,7 @@ pub enum StartError {
 pub struct Context {
     /// Pooled connections for the background reads (stream lengths,
     /// rate-limit sync, health); the XADDs have the publisher's own.
-    pub redis: deadpool_redis::Pool,
+    pub redis: Redis,
     pub keys: RedisKeys,
     /// Ingest stream shards (`STREAM_SHARDS`).
     pub shards: u32,
@@ -108,10 +121,16 @@ impl Gateway {
     ) -> Result<Self, StartError> {
         config.check()?;
         let metrics = Arc::new(Metrics::new(&registry)?);
+        let redis = Redis::connect(&config.redis).await?;
+        let shards = config.stream.shards.count;
         let ctx = Arc::new(Context {
-            redis: redis_pool::connect(&config.redis).await?,
-            keys: RedisKeys::new(config.redis.redis_key_prefix.clone()),
-            shards: config.stream.shards.count,
+            keys: RedisKeys::for_deployment(
+                config.redis.redis_key_prefix.clone(),
+                shards,
+                redis.is_cluster(),
+            ),
+            redis,
+            shards,
             breaker: CircuitBreaker::new(
                 "redis",
                 config.stream.breaker_failures,

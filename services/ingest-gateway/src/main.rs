@@ -18,6 +18,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let shutdown = eventline_shared::shutdown::on_signal().context("installing signal handlers")?;
     let listener = eventline_shared::server::bind(config.listen.addr_or(DEFAULT_ADDR)).await?;
-    ingest_gateway::run(config, listener, shutdown).await?;
+    if let Err(e) = ingest_gateway::run(config, listener, shutdown).await {
+        eprintln!("ingest-gateway: {e}");
+        std::process::exit(e.exit_code());
+    }
     Ok(())
 }

@@ -24,6 +24,7 @@ pub const BACKPRESSURED: &str = "eventline_ingest_backpressured_total";
 pub const AUTH_FAILURES: &str = "eventline_ingest_auth_failures_total";
 pub const BREAKER_OPEN: &str = "eventline_ingest_redis_breaker_open";
 pub const CONNECTIONS_REFUSED: &str = "eventline_ingest_connections_refused_total";
+pub const REPLICA_ACK_TIMEOUTS: &str = "eventline_ingest_replica_ack_timeouts_total";
 
 pub struct Metrics {
     pub requests: IntCounterVec,
@@ -39,6 +40,7 @@ pub struct Metrics {
     pub auth_failures: IntCounterVec,
     pub breaker_open: IntGauge,
     pub connections_refused: IntCounter,
+    pub replica_ack_timeouts: IntCounter,
 }
 
 impl Metrics {
@@ -107,7 +109,7 @@ impl Metrics {
             )?,
             dead_letters: gauge(
                 DEAD_LETTERS,
-                "Entries in the dead-letter stream (events:dlq), as last read.",
+                "Entries in the dead-letter streams (events:dlq; on a cluster, every shard's), as last read.",
             )?,
             rate_limited: counters(
                 RATE_LIMITED,
@@ -130,6 +132,10 @@ impl Metrics {
             connections_refused: counter(
                 CONNECTIONS_REFUSED,
                 "Connections closed at once because MAX_CONNECTIONS were open.",
+            )?,
+            replica_ack_timeouts: counter(
+                REPLICA_ACK_TIMEOUTS,
+                "Requests answered 503 because fewer than REDIS_MIN_REPLICAS_ACK replicas confirmed their entry in time.",
             )?,
         })
     }

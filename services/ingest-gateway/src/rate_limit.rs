@@ -42,9 +42,9 @@ impl Subject {
     }
 
     fn redis_key(self, keys: &RedisKeys) -> String {
-        // eventline runs on a single Redis node; `{rl}` would also keep
-        // every bucket in one hash slot on a Redis Cluster, so that one
-        // script call could still touch them all.
+        // `{rl}` keeps every bucket in one hash slot on a Redis Cluster, so
+        // that one script call touches them all (a sync is a few calls per
+        // `RATE_LIMIT_SYNC_MS`, so their one master is not a hot spot).
         match self {
             Subject::Key(id) => keys.rate_limit("{rl}:key", &id.simple().to_string()),
             Subject::Ip(ip) => keys.rate_limit("{rl}:ip", &ip.to_string()),
@@ -231,7 +231,7 @@ impl RateLimiter {
     /// One reconciliation with Redis.
     pub async fn sync_once(
         &self,
-        pool: &deadpool_redis::Pool,
+        redis: &eventline_shared::redis_pool::Redis,
         keys: &RedisKeys,
     ) -> Result<(), String> {
         let reports = self.take_reports();
@@ -239,7 +239,7 @@ impl RateLimiter {
             return Ok(());
         }
         let script = redis::Script::new(SYNC_SCRIPT);
-        let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+        let mut conn = redis.get().await.map_err(|e| e.to_string())?;
         for chunk in reports.chunks(SYNC_CHUNK) {
             let mut invocation = script.prepare_invoke();
             for (subject, rate, delta) in chunk {

@@ -36,7 +36,7 @@ use crate::{buckets, console, dlq, events, export, openapi, pipeline, session, s
 pub struct AppState {
     pub pg: PgPool,
     /// Ordinary Redis calls (DLQ reads and replays, stream lengths).
-    pub redis: deadpool_redis::Pool,
+    pub redis: eventline_shared::redis_pool::Redis,
     /// For tails, which each open a connection of their own: a blocking
     /// `XREAD` would stall every other caller of a shared connection.
     pub redis_args: RedisArgs,

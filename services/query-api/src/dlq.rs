@@ -1,6 +1,12 @@
 //! `GET /v1/dlq` and `POST /v1/dlq/replay`: the dead letters the workers set
 //! aside (`events:dlq`), and putting them back on the ingest stream.
 //!
+//! On a Redis Cluster each shard has its own dead-letter stream in its
+//! slot (ADR 0060): a letter's id is then `<shard>:<entry id>`, the list
+//! merges the shards' letters oldest first, and a letter is replayed to its
+//! own shard (the one script must stay in one slot). On one server an id
+//! is the entry id, and a letter goes back to its event's shard.
+//!
 //! Invariant: a replay is atomic per entry (one Lua script): the dead letter
 //! still exists, its event goes back on its shard as a *new* entry with the
 //! original `v`/`e` fields, and the dead letter is deleted — all or nothing.
@@ -18,6 +24,7 @@ use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use eventline_shared::EnrichedEvent;
 use eventline_shared::redis_keys::shard_of;
+use eventline_shared::redis_pool::{self, RedisConn};
 use eventline_shared::stream_codec::{self, FIELD_EVENT, FIELD_VERSION};
 use eventline_shared::stream_stats;
 use redis::Value;
@@ -48,18 +55,72 @@ redis.call('XDEL', KEYS[1], ARGV[1])
 return id
 ";
 
-async fn conn(state: &AppState) -> Result<deadpool_redis::Connection, ApiError> {
+async fn conn(state: &AppState) -> Result<RedisConn, ApiError> {
     state.redis.get().await.map_err(ApiError::from_redis)
 }
 
-/// Entries in the DLQ.
+/// The dead-letter streams, in shard order (one on one server).
+fn dlqs(state: &AppState) -> Vec<String> {
+    state.keys.dlqs(state.shards)
+}
+
+/// Entries in the DLQ (every shard's).
 pub async fn length(state: &AppState) -> Result<u64, ApiError> {
-    let mut conn = conn(state).await?;
-    redis::cmd("XLEN")
-        .arg(state.keys.dlq())
-        .query_async(&mut conn)
+    let conn = conn(state).await?;
+    let pipes: Vec<redis::Pipeline> = dlqs(state)
+        .into_iter()
+        .map(|dlq| {
+            let mut pipe = redis::pipe();
+            pipe.cmd("XLEN").arg(dlq);
+            pipe
+        })
+        .collect();
+    let lengths: Vec<(u64,)> = redis_pool::query_each(&conn, &pipes)
         .await
-        .map_err(ApiError::from_redis)
+        .map_err(ApiError::from_redis)?;
+    Ok(lengths.iter().map(|(len,)| len).sum())
+}
+
+/// A dead letter's id: which dead-letter stream, and the entry there.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct LetterId {
+    /// Ordered by entry first, so letters sort oldest first across shards.
+    entry: (u64, u64),
+    dlq: usize,
+}
+
+impl LetterId {
+    /// `<ms>-<seq>` (the first dead-letter stream) or `<shard>:<ms>-<seq>`.
+    fn parse(text: &str, dlqs: usize) -> Option<Self> {
+        let (dlq, id) = match text.split_once(':') {
+            Some((dlq, id)) if dlq.len() <= 4 && dlq.bytes().all(|b| b.is_ascii_digit()) => {
+                (dlq.parse().ok()?, id)
+            }
+            Some(_) => return None,
+            None => (0, text),
+        };
+        if dlq >= dlqs || !valid_entry_id(id) {
+            return None;
+        }
+        let (ms, seq) = id.split_once('-')?;
+        Some(LetterId {
+            entry: (ms.parse().ok()?, seq.parse().ok()?),
+            dlq,
+        })
+    }
+
+    fn entry_id(&self) -> String {
+        format!("{}-{}", self.entry.0, self.entry.1)
+    }
+
+    /// As the API shows it: the entry id alone when there is one stream.
+    fn display(&self, dlqs: usize) -> String {
+        if dlqs == 1 {
+            self.entry_id()
+        } else {
+            format!("{}:{}", self.dlq, self.entry_id())
+        }
+    }
 }
 
 fn text(entry: &StreamId, field: &str) -> Option<String> {
@@ -136,13 +197,13 @@ fn event_json(event: &EnrichedEvent) -> serde_json::Value {
     })
 }
 
-fn describe(entry: &StreamId) -> DeadLetterOut {
+fn describe(id: String, entry: &StreamId) -> DeadLetterOut {
     let (event, decode_error) = match decode(entry) {
         Ok(event) => (Some(event_json(&event)), None),
         Err(e) => (None, Some(e)),
     };
     DeadLetterOut {
-        id: entry.id.clone(),
+        id,
         reason: text(entry, "reason"),
         error: text(entry, "error"),
         first_failure: text(entry, "first_failure"),
@@ -155,18 +216,19 @@ fn describe(entry: &StreamId) -> DeadLetterOut {
     }
 }
 
-/// Up to `count` entries after `after` (exclusive) up to `until`
+/// Up to `count` entries of dead-letter stream `dlq` from `start` (an
+/// `XRANGE` bound: `-`, `<id>`, or `(<id>` for after it) up to `until`
 /// (inclusive; `+` for the end), oldest first.
 async fn range(
     state: &AppState,
-    after: Option<&str>,
+    dlq: &str,
+    start: &str,
     until: &str,
     count: usize,
 ) -> Result<Vec<StreamId>, ApiError> {
-    let start = after.map_or_else(|| "-".to_owned(), |id| format!("({id}"));
     let mut conn = conn(state).await?;
     let reply: StreamRangeReply = redis::cmd("XRANGE")
-        .arg(state.keys.dlq())
+        .arg(dlq)
         .arg(start)
         .arg(until)
         .arg("COUNT")
@@ -175,6 +237,33 @@ async fn range(
         .await
         .map_err(ApiError::from_redis)?;
     Ok(reply.ids)
+}
+
+/// Up to `count` letters after `after` across every dead-letter stream,
+/// oldest first (ties in shard order).
+async fn merged_page(
+    state: &AppState,
+    after: Option<&LetterId>,
+    count: usize,
+) -> Result<Vec<(LetterId, StreamId)>, ApiError> {
+    let mut letters = Vec::new();
+    for (i, dlq) in dlqs(state).iter().enumerate() {
+        // Past the cursor: after its entry in its own and earlier streams,
+        // from its entry on in later ones (the order is entry, then stream).
+        let start = match after {
+            None => "-".to_owned(),
+            Some(c) if i <= c.dlq => format!("({}", c.entry_id()),
+            Some(c) => c.entry_id(),
+        };
+        for entry in range(state, dlq, &start, "+", count).await? {
+            if let Some(id) = LetterId::parse(&entry.id, usize::MAX) {
+                letters.push((LetterId { dlq: i, ..id }, entry));
+            }
+        }
+    }
+    letters.sort_by(|a, b| a.0.cmp(&b.0));
+    letters.truncate(count);
+    Ok(letters)
 }
 
 /// `GET /v1/dlq?limit=&cursor=`: dead letters, oldest first, with why they
@@ -188,20 +277,21 @@ pub async fn list(
     let limit = params
         .number("limit", 1..=MAX_LIMIT)?
         .unwrap_or(DEFAULT_LIMIT) as usize;
-    let cursor = params.single("cursor")?;
-    if let Some(c) = cursor
-        && !valid_entry_id(c)
-    {
-        return Err(ApiError::bad(
-            "invalid_cursor",
-            "cursor",
-            "`cursor` is a dead letter id such as 1764000000000-0",
-        ));
-    }
-    let mut entries = range(&state, cursor, "+", limit + 1).await?;
+    let streams = dlqs(&state).len();
+    let cursor = match params.single("cursor")? {
+        Some(c) => Some(LetterId::parse(c, streams).ok_or_else(|| {
+            ApiError::bad(
+                "invalid_cursor",
+                "cursor",
+                "`cursor` is a dead letter id such as 1764000000000-0",
+            )
+        })?),
+        None => None,
+    };
+    let mut entries = merged_page(&state, cursor.as_ref(), limit + 1).await?;
     let next_cursor = if entries.len() > limit {
         entries.truncate(limit);
-        entries.last().map(|e| e.id.clone())
+        entries.last().map(|(id, _)| id.display(streams))
     } else {
         None
     };
@@ -211,7 +301,10 @@ pub async fn list(
         .rows_returned
         .with_label_values(&["/v1/dlq"])
         .observe(entries.len() as f64);
-    let entries: Vec<DeadLetterOut> = entries.iter().map(describe).collect();
+    let entries: Vec<DeadLetterOut> = entries
+        .iter()
+        .map(|(id, entry)| describe(id.display(streams), entry))
+        .collect();
     Ok(Json(json!({
         "entries": entries,
         "next_cursor": next_cursor,
@@ -277,13 +370,6 @@ fn parse_replay(body: &[u8]) -> Result<ReplayRequest, ApiError> {
                     format!("`ids` holds 1-{MAX_REPLAY_IDS} ids"),
                 ));
             }
-            if !ids.iter().all(|id| valid_entry_id(id)) {
-                return Err(ApiError::bad(
-                    "invalid_replay",
-                    "ids",
-                    "a dead letter id looks like 1764000000000-0",
-                ));
-            }
             Ok(request)
         }
         (None, true) => Ok(request),
@@ -293,48 +379,89 @@ fn parse_replay(body: &[u8]) -> Result<ReplayRequest, ApiError> {
 /// `POST /v1/dlq/replay` with `{"ids":[…]}` or `{"all":true}`.
 pub async fn replay(State(state): State<Shared>, body: Bytes) -> Result<Response, ApiError> {
     let request = parse_replay(&body)?;
+    let dlqs = dlqs(&state);
     let mut outcome = ReplayOutcome::default();
     match request.ids {
         Some(ids) => {
-            for id in ids {
-                let entries = range_one(&state, &id).await?;
+            let letters: Vec<LetterId> = ids
+                .iter()
+                .map(|id| LetterId::parse(id, dlqs.len()))
+                .collect::<Option<_>>()
+                .ok_or_else(|| {
+                    ApiError::bad(
+                        "invalid_replay",
+                        "ids",
+                        "a dead letter id looks like 1764000000000-0 (on a cluster, 2:1764000000000-0)",
+                    )
+                })?;
+            for (letter, id) in letters.iter().zip(ids) {
+                let entry_id = letter.entry_id();
+                let dlq = &dlqs[letter.dlq];
+                let entries = range(&state, dlq, &entry_id, &entry_id, 1).await?;
                 match entries.first() {
-                    Some(entry) => replay_entry(&state, entry, &mut outcome).await?,
+                    Some(entry) => {
+                        replay_entry(&state, letter, entry, &mut outcome).await?;
+                    }
                     None => outcome.not_found.push(id),
                 }
             }
         }
         None => {
-            // The dead letters there when the request came, and no more: an
-            // event that fails again while this runs comes back as a new,
-            // later entry, and replaying it again in the same request would
-            // churn it up to MAX_REPLAY times.
-            let newest = stream_stats::newest_id(&mut conn(&state).await?, &state.keys.dlq())
-                .await
-                .map_err(ApiError::from_redis)?;
-            let Some(last) = newest else {
-                return Ok(respond(&state, outcome));
-            };
-            let mut after: Option<String> = None;
             let mut handled = 0;
-            'pages: loop {
-                let page = range(&state, after.as_deref(), &last, 100).await?;
-                if page.is_empty() {
+            for (i, dlq) in dlqs.iter().enumerate() {
+                if !replay_all(&state, i, dlq, &mut handled, &mut outcome).await? {
+                    outcome.truncated = true;
                     break;
                 }
-                for entry in &page {
-                    if handled == state.query.max_replay {
-                        outcome.truncated = true;
-                        break 'pages;
-                    }
-                    replay_entry(&state, entry, &mut outcome).await?;
-                    handled += 1;
-                }
-                after = page.last().map(|e| e.id.clone());
             }
         }
     }
     Ok(respond(&state, outcome))
+}
+
+/// Replays dead-letter stream `dlq` (the `index`-th) up to its newest
+/// letter when the request came, and no more: an event that fails again
+/// while this runs comes back as a new, later entry, and replaying it again
+/// in the same request would churn it up to MAX_REPLAY times. False when
+/// `MAX_REPLAY` letters were handled (`handled` counts across streams)
+/// before the end.
+async fn replay_all(
+    state: &AppState,
+    index: usize,
+    dlq: &str,
+    handled: &mut usize,
+    outcome: &mut ReplayOutcome,
+) -> Result<bool, ApiError> {
+    let newest = stream_stats::newest_id(&mut conn(state).await?, dlq)
+        .await
+        .map_err(ApiError::from_redis)?;
+    let Some(last) = newest else {
+        return Ok(true);
+    };
+    let mut start = "-".to_owned();
+    loop {
+        let page = range(state, dlq, &start, &last, 100).await?;
+        if page.is_empty() {
+            return Ok(true);
+        }
+        for entry in &page {
+            if *handled == state.query.max_replay {
+                return Ok(false);
+            }
+            let Some(letter) = LetterId::parse(&entry.id, usize::MAX) else {
+                continue;
+            };
+            let letter = LetterId {
+                dlq: index,
+                ..letter
+            };
+            replay_entry(state, &letter, entry, outcome).await?;
+            *handled += 1;
+        }
+        if let Some(entry) = page.last() {
+            start = format!("({}", entry.id);
+        }
+    }
 }
 
 /// Counts and logs the outcome of a replay, and answers it.
@@ -355,30 +482,18 @@ fn respond(state: &AppState, outcome: ReplayOutcome) -> Response {
     Json(outcome).into_response()
 }
 
-async fn range_one(state: &AppState, id: &str) -> Result<Vec<StreamId>, ApiError> {
-    let mut conn = conn(state).await?;
-    let reply: StreamRangeReply = redis::cmd("XRANGE")
-        .arg(state.keys.dlq())
-        .arg(id)
-        .arg(id)
-        .query_async(&mut conn)
-        .await
-        .map_err(ApiError::from_redis)?;
-    Ok(reply.ids)
-}
-
 async fn replay_entry(
     state: &AppState,
+    letter: &LetterId,
     entry: &StreamId,
     outcome: &mut ReplayOutcome,
 ) -> Result<(), ApiError> {
+    let dlqs = dlqs(state);
+    let id = letter.display(dlqs.len());
     let event = match decode(entry) {
         Ok(event) => event,
         Err(e) => {
-            outcome.not_replayable.push(NotReplayable {
-                id: entry.id.clone(),
-                error: e,
-            });
+            outcome.not_replayable.push(NotReplayable { id, error: e });
             return Ok(());
         }
     };
@@ -387,10 +502,17 @@ async fn replay_entry(
         // decode() succeeded, so both fields exist.
         return Ok(());
     };
-    let stream = state.keys.stream(shard_of(event.dedup_key(), state.shards));
+    // One server: the event's own shard. A cluster: the letter's shard,
+    // whose stream shares the dead-letter stream's slot.
+    let shard = if dlqs.len() == 1 {
+        shard_of(event.dedup_key(), state.shards)
+    } else {
+        letter.dlq as u32
+    };
+    let stream = state.keys.stream(shard);
     let mut conn = conn(state).await?;
     let new_id: Option<String> = redis::Script::new(REPLAY_SCRIPT)
-        .key(state.keys.dlq())
+        .key(&dlqs[letter.dlq])
         .key(&stream)
         .arg(&entry.id)
         .arg(version)
@@ -399,13 +521,9 @@ async fn replay_entry(
         .await
         .map_err(ApiError::from_redis)?;
     match new_id {
-        Some(new_id) => outcome.replayed.push(Replayed {
-            id: entry.id.clone(),
-            stream,
-            new_id,
-        }),
+        Some(new_id) => outcome.replayed.push(Replayed { id, stream, new_id }),
         // Replayed or deleted by someone else since we read it.
-        None => outcome.not_found.push(entry.id.clone()),
+        None => outcome.not_found.push(id),
     }
     Ok(())
 }
@@ -424,6 +542,26 @@ mod tests {
     }
 
     #[test]
+    fn letter_ids_name_their_stream_and_sort_oldest_first() {
+        let plain = LetterId::parse("1764000000000-3", 1).unwrap();
+        assert_eq!((plain.dlq, plain.entry), (0, (1_764_000_000_000, 3)));
+        assert_eq!(plain.display(1), "1764000000000-3");
+        let sharded = LetterId::parse("2:1764000000000-3", 3).unwrap();
+        assert_eq!(sharded.display(3), "2:1764000000000-3");
+        assert!(LetterId::parse("3:1-0", 3).is_none(), "no fourth stream");
+        assert!(LetterId::parse("1:1-0", 1).is_none());
+        for bad in ["x", "a:1-0", "1:x", ":1-0", "99999:1-0"] {
+            assert!(LetterId::parse(bad, 8).is_none(), "{bad}");
+        }
+        let older = LetterId::parse("2:5-0", 3).unwrap();
+        let newer = LetterId::parse("0:6-0", 3).unwrap();
+        let tie = LetterId::parse("1:5-0", 3).unwrap();
+        let mut ids = vec![newer.clone(), older.clone(), tie.clone()];
+        ids.sort();
+        assert_eq!(ids, [tie, older, newer]);
+    }
+
+    #[test]
     fn replay_requests() {
         assert!(parse_replay(br#"{"all":true}"#).is_ok());
         assert!(parse_replay(br#"{"ids":["1-0"]}"#).is_ok());
@@ -431,7 +569,6 @@ mod tests {
             &br#"{}"#[..],
             br#"{"all":false}"#,
             br#"{"ids":[]}"#,
-            br#"{"ids":["x"]}"#,
             br#"{"ids":["1-0"],"all":true}"#,
             br#"{"id":["1-0"]}"#,
             b"not json",

@@ -43,7 +43,7 @@ use eventline_shared::health::Health;
 use eventline_shared::key_store::{KeyStore, KeyStoreError};
 use eventline_shared::pg_pool::{self, PgSetupError};
 use eventline_shared::redis_keys::RedisKeys;
-use eventline_shared::redis_pool::{self, RedisSetupError};
+use eventline_shared::redis_pool::{Redis, RedisSetupError};
 use eventline_shared::{server, shutdown};
 use prometheus::Registry;
 use tokio::net::TcpListener;
@@ -72,6 +72,19 @@ pub enum StartError {
     Metrics(#[from] prometheus::Error),
 }
 
+impl StartError {
+    /// The exit status: 64 (`EX_USAGE`) when the configuration is at
+    /// fault (a bad value, a Redis that is not what it is said to be or does
+    /// not answer), 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            StartError::Config(_) => 64,
+            StartError::Redis(e) if e.is_configuration() => 64,
+            _ => 1,
+        }
+    }
+}
+
 /// A started query-api: its router and the background tasks behind it.
 pub struct QueryApi {
     pub router: axum::Router,
@@ -95,7 +108,7 @@ impl QueryApi {
             database.db_statement_timeout = timeout;
         }
         let pg = pg_pool::connect(&database, COMPONENT).await?;
-        let redis = redis_pool::connect(&config.redis).await?;
+        let redis = Redis::connect(&config.redis).await?;
         let tasks = TaskTracker::new();
         let key_store = if config.auth.auth_required {
             Some(KeyStore::start(pg.clone(), &config.auth, &tasks, &shutdown).await?)
@@ -109,7 +122,11 @@ impl QueryApi {
             pg: pg.clone(),
             redis: redis.clone(),
             redis_args: config.redis.clone(),
-            keys: RedisKeys::new(config.redis.redis_key_prefix.clone()),
+            keys: RedisKeys::for_deployment(
+                config.redis.redis_key_prefix.clone(),
+                config.shards.count,
+                redis.is_cluster(),
+            ),
             shards: config.shards.count,
             key_store,
             console: console::ConsoleState::new(config),

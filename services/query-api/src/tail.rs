@@ -31,10 +31,10 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use eventline_shared::EnrichedEvent;
 use eventline_shared::api_key::Authenticated;
+use eventline_shared::redis_pool::{self, RedisConn};
 use eventline_shared::stream_codec::{self, FIELD_EVENT, FIELD_VERSION};
 use eventline_shared::stream_reply::StreamId;
 use eventline_shared::stream_stats;
-use redis::aio::MultiplexedConnection;
 use redis::streams::StreamReadReply;
 use redis::{AsyncConnectionConfig, Value};
 use serde_json::json;
@@ -50,6 +50,11 @@ use crate::params::Params;
 const BLOCK: Duration = Duration::from_secs(5);
 /// Most entries one `XREAD` returns per shard.
 const READ_COUNT: usize = 200;
+/// On a Redis Cluster, how long the tail waits between reads that found
+/// nothing: there its shards are read one `XREAD` each, without `BLOCK`
+/// (blocking reads of several shards on one connection would wait behind
+/// each other on a master that serves two of them).
+const CLUSTER_POLL: Duration = Duration::from_millis(100);
 
 /// `GET /v1/tail`.
 pub async fn tail(
@@ -110,7 +115,7 @@ pub async fn tail(
 /// shards where entries after a resumed position may have been trimmed
 /// (the `gap` event's list).
 async fn start_positions(
-    conn: &mut MultiplexedConnection,
+    conn: &mut RedisConn,
     streams: &[String],
     headers: &HeaderMap,
 ) -> Result<(Vec<String>, Vec<serde_json::Value>), ApiError> {
@@ -157,8 +162,12 @@ fn resume_positions(headers: &HeaderMap, shards: usize) -> Option<Vec<StreamId>>
     ids.filter(|ids| ids.len() == shards)
 }
 
-/// A connection of the tail's own, whose answers may take the whole block.
-async fn connect(state: &AppState) -> Result<MultiplexedConnection, ApiError> {
+/// On one server, a connection of the tail's own, whose answers may take
+/// the whole block; on a cluster, the shared one (its reads do not block).
+async fn connect(state: &AppState) -> Result<RedisConn, ApiError> {
+    if state.redis.is_cluster() {
+        return state.redis.get().await.map_err(ApiError::from_redis);
+    }
     let args = &state.redis_args;
     let client = redis::Client::open(args.redis_url.expose()).map_err(ApiError::from_redis)?;
     let config = AsyncConnectionConfig::new()
@@ -167,6 +176,7 @@ async fn connect(state: &AppState) -> Result<MultiplexedConnection, ApiError> {
     client
         .get_multiplexed_async_connection_with_config(&config)
         .await
+        .map(RedisConn::Multiplexed)
         .map_err(ApiError::from_redis)
 }
 
@@ -177,7 +187,7 @@ struct Reader {
     streams: Vec<String>,
     /// The last id read from each stream.
     positions: Vec<String>,
-    conn: MultiplexedConnection,
+    conn: RedisConn,
     tx: mpsc::Sender<Event>,
     _permit: OwnedSemaphorePermit,
     _key_slot: Option<KeySlot>,
@@ -230,6 +240,9 @@ impl Reader {
     }
 
     async fn read(&mut self) -> redis::RedisResult<Option<StreamReadReply>> {
+        if self.state.redis.is_cluster() {
+            return self.poll_each().await;
+        }
         let mut cmd = redis::cmd("XREAD");
         cmd.arg("COUNT")
             .arg(READ_COUNT)
@@ -239,6 +252,38 @@ impl Reader {
             .arg(&self.streams)
             .arg(&self.positions);
         cmd.query_async(&mut self.conn).await
+    }
+
+    /// On a cluster: one `XREAD` per shard (each in its own slot), sent
+    /// together; after a read that found nothing, a pause of [`CLUSTER_POLL`].
+    async fn poll_each(&mut self) -> redis::RedisResult<Option<StreamReadReply>> {
+        let pipes: Vec<redis::Pipeline> = self
+            .streams
+            .iter()
+            .zip(&self.positions)
+            .map(|(stream, position)| {
+                let mut pipe = redis::pipe();
+                pipe.cmd("XREAD")
+                    .arg("COUNT")
+                    .arg(READ_COUNT)
+                    .arg("STREAMS")
+                    .arg(stream)
+                    .arg(position);
+                pipe
+            })
+            .collect();
+        let replies: Vec<(Option<StreamReadReply>,)> =
+            redis_pool::query_each(&self.conn, &pipes).await?;
+        let keys: Vec<_> = replies
+            .into_iter()
+            .filter_map(|(reply,)| reply)
+            .flat_map(|reply| reply.keys)
+            .collect();
+        if keys.is_empty() {
+            tokio::time::sleep(CLUSTER_POLL).await;
+            return Ok(None);
+        }
+        Ok(Some(StreamReadReply { keys }))
     }
 
     /// Sends the reply's events that pass the filter; false when the client

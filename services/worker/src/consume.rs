@@ -75,8 +75,6 @@ fn gather_pause(flush_interval: Duration) -> Duration {
 enum ReadError {
     #[error("Redis: {0}")]
     Redis(#[from] redis::RedisError),
-    #[error("Redis pool: {0}")]
-    Pool(#[from] deadpool_redis::PoolError),
     #[error(transparent)]
     Reply(#[from] ReplyError),
     #[error(transparent)]
@@ -141,8 +139,8 @@ pub async fn run_shard(
 struct Reader<'a> {
     state: &'a State,
     stream: &'a str,
-    /// A connection of the blocking pool, held across reads.
-    conn: Option<deadpool_redis::Connection>,
+    /// A connection of its own, held across reads.
+    conn: Option<eventline_shared::redis_pool::RedisConn>,
     next_claim: Instant,
     claim_cursor: String,
 }
@@ -233,7 +231,9 @@ impl Reader<'_> {
     async fn read(&mut self, count: usize, block: Duration) -> Result<Vec<Entry>, ReadError> {
         let conn = match &mut self.conn {
             Some(conn) => conn,
-            None => self.conn.insert(self.state.redis_blocking.get().await?),
+            None => self
+                .conn
+                .insert(self.state.redis_blocking.own_connection().await?),
         };
         let reply: Result<Value, _> = redis::cmd("XREADGROUP")
             .arg("GROUP")

@@ -1,4 +1,5 @@
-//! Moving events to the dead-letter stream `events:dlq` (step 6): the event
+//! Moving events to the dead-letter stream of their shard (`events:dlq`;
+//! on a cluster `events:{t}:dlq`, ADR 0060) (step 6): the event
 //! alone as a format-1 entry (so one refused event of a request's entry is
 //! replayed alone), or the original fields when the entry does not decode,
 //! plus why (`reason`, `error`), when (`first_failure`,
@@ -43,7 +44,7 @@ pub async fn send(
         return Ok(());
     }
     let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
-    let dlq = state.keys.dlq();
+    let dlq = state.keys.dlq_of(source_stream);
     let mut pipe = redis::pipe();
     for letter in letters {
         let cmd = pipe.cmd("XADD").arg(&dlq).arg("*");

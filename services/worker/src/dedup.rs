@@ -4,8 +4,8 @@
 //! PostgreSQL's unique key refuses that row, so it claims nothing (the batch
 //! code treats a redelivered entry's events as possibly stored).
 //!
-//! A claim is a field of a hash, `dedup:{pppp}:<bucket>` (partition and time
-//! bucket, see `redis_keys::claim_bucket`): the field is the 16-byte dedup
+//! A claim is a field of a hash, `dedup:{g}:pppp:<bucket>` (partition, its
+//! group's hash tag, and time bucket, see `RedisKeys::claims`): the field is the 16-byte dedup
 //! key, the value the entry id that claimed it. A script looks in the
 //! buckets before and after the current one and, when the key is free,
 //! claims it in the current bucket, atomically, for a batch's keys at once. Whole hashes expire at once, one to two TTLs after
@@ -21,10 +21,12 @@
 //! holds it, and only when that entry will not store it (dead-lettered), so
 //! a retry or a replay of the same event can still be stored later.
 
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use eventline_shared::redis_keys::{claim_bucket, claims_expire_at};
+use eventline_shared::redis_pool;
 use redis::{Script, Value};
 use uuid::Uuid;
 
@@ -117,69 +119,101 @@ fn add_buckets(
 /// is already amortised at this size.
 const CLAIMS_PER_CALL: usize = 32;
 
+/// `keys`' positions grouped by the slot of their claim hashes
+/// ([`Redis::slot`](eventline_shared::redis_pool::Redis::slot): one group on
+/// one server, one per claim group on a cluster), in order within a group.
+fn by_slot(state: &State, keys: &[(Uuid, &str)], bucket: u64) -> Vec<Vec<usize>> {
+    let mut groups: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+    let mut name = String::with_capacity(64);
+    for (i, (key, _)) in keys.iter().enumerate() {
+        state.keys.write_claims(*key, bucket, &mut name);
+        groups
+            .entry(state.redis.slot(name.as_bytes()))
+            .or_default()
+            .push(i);
+    }
+    groups.into_values().collect()
+}
+
 /// Claims `keys` (dedup key and the entry id claiming it), in order: of two
 /// entries of one batch with the same key, the first claims and the second is
-/// a duplicate. One pipeline of script calls, each for up to
-/// [`CLAIMS_PER_CALL`] keys.
+/// a duplicate. One pipeline of script calls per slot, each call for up to
+/// [`CLAIMS_PER_CALL`] keys; the pipelines go out together.
 pub async fn claim(state: &State, keys: &[(Uuid, &str)]) -> Result<Vec<Claim>, redis::RedisError> {
     if keys.is_empty() {
         return Ok(Vec::new());
     }
     let (bucket, ttl) = current_bucket(state);
     let expire_at = claims_expire_at(bucket, ttl);
-    let mut pipe = redis::Pipeline::with_capacity(keys.len() / CLAIMS_PER_CALL + 2);
-    // Loading is idempotent and cheap; it spares a NOSCRIPT round trip
-    // after a Redis restart.
-    pipe.load_script(&CLAIM).ignore();
+    let groups = by_slot(state, keys, bucket);
     let mut name = String::with_capacity(64);
-    for chunk in keys.chunks(CLAIMS_PER_CALL) {
-        let mut invocation = CLAIM.prepare_invoke();
-        invocation.arg(expire_at);
-        for (key, id) in chunk {
-            add_buckets(state, &mut invocation, &mut name, *key, bucket);
-            invocation.arg(key.as_bytes()).arg(*id);
-        }
-        pipe.invoke_script(&invocation);
-    }
-    let mut conn = state.redis_conn().await?;
-    let replies: Vec<Vec<Value>> = pipe.query_async(&mut conn).await?;
-    let holders = replies.into_iter().flatten();
-    let claims: Vec<Claim> = keys
+    let pipes: Vec<redis::Pipeline> = groups
         .iter()
-        .zip(holders)
-        .map(|((_, id), holder)| match holder {
-            Value::Nil => Claim::Claimed,
-            Value::BulkString(holder) if holder == id.as_bytes() => Claim::OwnRedelivery,
-            _ => Claim::Duplicate,
+        .map(|group| {
+            let mut pipe = redis::Pipeline::with_capacity(group.len() / CLAIMS_PER_CALL + 2);
+            // Loading is idempotent and cheap; it spares a NOSCRIPT round
+            // trip after a Redis restart (or on a master new since a failover).
+            pipe.load_script(&CLAIM).ignore();
+            for chunk in group.chunks(CLAIMS_PER_CALL) {
+                let mut invocation = CLAIM.prepare_invoke();
+                invocation.arg(expire_at);
+                for &i in chunk {
+                    let (key, id) = keys[i];
+                    add_buckets(state, &mut invocation, &mut name, key, bucket);
+                    invocation.arg(key.as_bytes()).arg(id);
+                }
+                pipe.invoke_script(&invocation);
+            }
+            pipe
         })
         .collect();
-    if claims.len() != keys.len() {
+    let conn = state.redis_conn().await?;
+    let replies: Vec<Vec<Vec<Value>>> = redis_pool::query_each(&conn, &pipes).await?;
+    let mut claims = vec![None; keys.len()];
+    for (group, replies) in groups.iter().zip(replies) {
+        for (&i, holder) in group.iter().zip(replies.into_iter().flatten()) {
+            claims[i] = Some(match holder {
+                Value::Nil => Claim::Claimed,
+                Value::BulkString(holder) if holder == keys[i].1.as_bytes() => Claim::OwnRedelivery,
+                _ => Claim::Duplicate,
+            });
+        }
+    }
+    let answered = claims.iter().flatten().count();
+    if answered != keys.len() {
         return Err(redis::RedisError::from(std::io::Error::other(format!(
-            "the claim script answered {} of {} keys",
-            claims.len(),
+            "the claim script answered {answered} of {} keys",
             keys.len()
         ))));
     }
-    Ok(claims)
+    Ok(claims.into_iter().flatten().collect())
 }
 
 /// Deletes each key that `entry id` still holds, in whichever bucket around
-/// now it is (compare-and-delete, one script call per key, one pipeline).
+/// now it is (compare-and-delete, one script call per key, one pipeline
+/// per slot).
 pub async fn release(state: &State, keys: &[(Uuid, &str)]) -> Result<(), redis::RedisError> {
     if keys.is_empty() {
         return Ok(());
     }
     let (bucket, _) = current_bucket(state);
-    let mut pipe = redis::Pipeline::with_capacity(keys.len() + 1);
-    pipe.load_script(&RELEASE).ignore();
     let mut name = String::with_capacity(64);
-    for (key, id) in keys {
-        let mut invocation = RELEASE.prepare_invoke();
-        // A claim made up to one bucket ago is in the bucket before.
-        add_buckets(state, &mut invocation, &mut name, *key, bucket);
-        invocation.arg(key.as_bytes()).arg(*id);
-        pipe.invoke_script(&invocation).ignore();
-    }
-    let mut conn = state.redis_conn().await?;
-    pipe.query_async::<()>(&mut conn).await
+    let pipes: Vec<redis::Pipeline> = by_slot(state, keys, bucket)
+        .iter()
+        .map(|group| {
+            let mut pipe = redis::Pipeline::with_capacity(group.len() + 1);
+            pipe.load_script(&RELEASE).ignore();
+            for &i in group {
+                let (key, id) = keys[i];
+                let mut invocation = RELEASE.prepare_invoke();
+                // A claim made up to one bucket ago is in the bucket before.
+                add_buckets(state, &mut invocation, &mut name, key, bucket);
+                invocation.arg(key.as_bytes()).arg(id);
+                pipe.invoke_script(&invocation).ignore();
+            }
+            pipe
+        })
+        .collect();
+    let conn = state.redis_conn().await?;
+    redis_pool::query_each::<()>(&conn, &pipes).await.map(drop)
 }

@@ -5,9 +5,9 @@
 //! - [`config`]: flags and environment variables;
 //! - [`consume`]: the read loop of one shard (XREADGROUP, claims, batching);
 //! - [`batch`]: one batch through decode, dedup claim, insert, dead letters, XACK;
-//! - [`dedup`]: the `SET … NX GET EX` claims;
+//! - [`dedup`]: the dedup claims, fields of time-bucket hashes;
 //! - [`batch_insert`] and [`copy_binary`]: the insert and the rollup, in one transaction;
-//! - [`dead_letter`]: writing to `events:dlq`;
+//! - [`dead_letter`]: writing to the dead-letter stream of the entry's shard;
 //! - [`claim`]: XAUTOCLAIM of entries whose consumer died;
 //! - [`trim`]: XTRIM MINID below what any group still needs;
 //! - [`stream_stats`], [`stream_reply`]: reading stream state and replies;
@@ -38,7 +38,7 @@ use chrono::{Days, Utc};
 use eventline_shared::health::{DetailsFn, Health};
 use eventline_shared::pg_pool::{self, PgSetupError};
 use eventline_shared::redis_keys::{CONSUMER_GROUP, RedisKeys};
-use eventline_shared::redis_pool::{self, RedisSetupError};
+use eventline_shared::redis_pool::{Redis, RedisConn, RedisSetupError};
 use eventline_shared::{schema, server, shutdown};
 use prometheus::Registry;
 use serde_json::json;
@@ -72,6 +72,18 @@ pub enum StartError {
     Metrics(#[from] prometheus::Error),
 }
 
+impl StartError {
+    /// The exit status: 64 (`EX_USAGE`) when the configuration is at
+    /// fault (a bad value, a Redis that is not what it is said to be or does
+    /// not answer), 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            StartError::Redis(e) if e.is_configuration() => 64,
+            _ => 1,
+        }
+    }
+}
+
 /// Everything a batch needs, shared by the worker's tasks.
 pub struct State {
     pub config: WorkerArgs,
@@ -79,10 +91,11 @@ pub struct State {
     pub consumer: String,
     pub keys: RedisKeys,
     /// Ordinary commands (claims, acks, dead letters).
-    pub redis: deadpool_redis::Pool,
-    /// Connections held by the read loops for `XREADGROUP … BLOCK`, whose
-    /// answers take up to [`consume::MAX_BLOCK`] longer than ordinary ones.
-    pub redis_blocking: deadpool_redis::Pool,
+    pub redis: Redis,
+    /// Where each read loop takes a connection of its own for `XREADGROUP …
+    /// BLOCK`, whose answers take up to [`consume::MAX_BLOCK`] longer than
+    /// ordinary ones.
+    pub redis_blocking: Redis,
     pub pg: PgPool,
     pub metrics: Metrics,
     pub breaker: CircuitBreaker,
@@ -94,11 +107,8 @@ pub struct State {
 }
 
 impl State {
-    pub async fn redis_conn(&self) -> Result<deadpool_redis::Connection, redis::RedisError> {
-        self.redis.get().await.map_err(|e| match e {
-            deadpool_redis::PoolError::Backend(e) => e,
-            other => redis::RedisError::from(std::io::Error::other(other.to_string())),
-        })
+    pub async fn redis_conn(&self) -> Result<RedisConn, redis::RedisError> {
+        self.redis.get().await
     }
 }
 
@@ -115,12 +125,12 @@ impl Worker {
     /// the consumer group on every shard.
     pub async fn start(config: Config, registry: Registry) -> Result<Self, StartError> {
         let metrics = Metrics::register(&registry)?;
-        let redis = redis_pool::connect(&config.redis).await?;
+        let redis = Redis::connect(&config.redis).await?;
         let blocking_timeout = config.redis.redis_timeout + consume::MAX_BLOCK;
         let mut blocking_args = config.redis.clone();
         blocking_args.redis_pool_size = config.worker.shards.count.max(1);
         let redis_blocking =
-            redis_pool::connect_with_response_timeout(&blocking_args, blocking_timeout).await?;
+            Redis::connect_with_response_timeout(&blocking_args, blocking_timeout).await?;
         let pg = pg_pool::connect(&config.database, COMPONENT).await?;
         let today = Utc::now().date_naive();
         let last = today.checked_add_days(Days::new(2)).unwrap_or(today);
@@ -138,7 +148,11 @@ impl Worker {
         );
         let state = Arc::new(State {
             consumer: config.worker.consumer_name(),
-            keys: RedisKeys::new(config.redis.redis_key_prefix.clone()),
+            keys: RedisKeys::for_deployment(
+                config.redis.redis_key_prefix.clone(),
+                config.worker.shards.count,
+                redis.is_cluster(),
+            ),
             config: config.worker,
             redis,
             redis_blocking,

@@ -11,7 +11,13 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = eventline_shared::shutdown::on_signal().context("installing signal handlers")?;
     let listener = eventline_shared::server::bind(config.listen.addr_or(DEFAULT_ADDR)).await?;
     let registry = eventline_shared::metrics::new_registry(worker::COMPONENT);
-    let worker = worker::Worker::start(config, registry).await?;
+    let worker = match worker::Worker::start(config, registry).await {
+        Ok(worker) => worker,
+        Err(e) => {
+            eprintln!("worker: {e}");
+            std::process::exit(e.exit_code());
+        }
+    };
     worker::run(worker, listener, shutdown).await?;
     Ok(())
 }

@@ -33,14 +33,18 @@ where
 }
 
 /// The command line of `program` (the gateway or the query-api) on `redis`
-/// (its key prefix included) and the database at `database_url`, with keys
-/// hashed with the test [`PEPPER`](super::PEPPER) reloaded every second, and
-/// a 2 s shutdown grace.
+/// (its key prefix and cluster nodes included) and the database at
+/// `database_url`, with keys hashed with the test [`PEPPER`](super::PEPPER)
+/// reloaded every second, and a 2 s shutdown grace.
 pub fn keyed_service_args(program: &str, redis: &RedisArgs, database_url: &str) -> Vec<String> {
+    let (redis_flag, redis_value) = match redis.cluster_nodes() {
+        Some(nodes) => ("--redis-cluster-nodes", nodes.expose()),
+        None => ("--redis-url", redis.redis_url.expose().to_owned()),
+    };
     [
         program,
-        "--redis-url",
-        redis.redis_url.expose(),
+        redis_flag,
+        &redis_value,
         "--redis-key-prefix",
         &redis.redis_key_prefix,
         "--database-url",

@@ -569,7 +569,7 @@ async fn the_dead_letter_stream_length_is_exported() {
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     for reason in ["decode", "data"] {
         let _: String = redis::cmd("XADD")
-            .arg(gw.keys.dlq())
+            .arg(gw.keys.dlq_of(&gw.keys.stream(0)))
             .arg("*")
             .arg("reason")
             .arg(reason)

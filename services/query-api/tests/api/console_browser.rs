@@ -193,7 +193,7 @@ async fn browser_console_end_to_end() {
         now - TimeDelta::seconds(30),
     );
     let dead_letter: String = redis::cmd("XADD")
-        .arg(app.keys.dlq())
+        .arg(app.keys.dlq_of(&app.keys.stream(0)))
         .arg("*")
         .arg(stream_codec::FIELD_VERSION)
         .arg(stream_codec::FORMAT_V1)

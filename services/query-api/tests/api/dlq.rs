@@ -19,7 +19,7 @@ use crate::helpers::{TestApp, event_at, open_app};
 /// Writes a dead letter as the worker does: the original fields plus why.
 async fn dead_letter(app: &TestApp, v: &[u8], e: &[u8], source_id: &str) -> String {
     redis::cmd("XADD")
-        .arg(app.keys.dlq())
+        .arg(app.keys.dlq_of(&app.keys.stream(0)))
         .arg("*")
         .arg("v")
         .arg(v)
@@ -131,7 +131,7 @@ async fn replay_by_id_puts_the_event_back() {
     let back = stream_codec::decode(field("v").as_deref(), field("e").as_deref()).unwrap();
     assert_eq!(back, vec![event]);
     // The DLQ keeps only the undecodable one.
-    let dlq = entries(&app, &app.keys.dlq()).await;
+    let dlq = entries(&app, &app.keys.dlq_of(&app.keys.stream(0))).await;
     assert_eq!(dlq.len(), 1);
     assert_eq!(dlq[0].0, bad);
 
@@ -155,7 +155,7 @@ async fn replay_all_stops_at_the_dead_letters_there_when_asked() {
     // As soon as the replay has begun (the DLQ shrinks), 50 more arrive.
     let late = {
         let app_conn = app.conn.clone();
-        let dlq = app.keys.dlq();
+        let dlq = app.keys.dlq_of(&app.keys.stream(0));
         let stream = app.keys.stream(0);
         tokio::spawn(async move {
             let mut conn = app_conn;
@@ -194,7 +194,7 @@ async fn replay_all_stops_at_the_dead_letters_there_when_asked() {
     assert_eq!(res.status, 200);
     late.await.unwrap();
     assert_eq!(res.json()["replayed"].as_array().unwrap().len(), 300);
-    let left = entries(&app, &app.keys.dlq()).await;
+    let left = entries(&app, &app.keys.dlq_of(&app.keys.stream(0))).await;
     assert_eq!(left.len(), 50);
 }
 
@@ -223,7 +223,11 @@ async fn replay_all_keeps_a_claim_held_by_another_entry() {
             .as_deref(),
         Some("5-0")
     );
-    assert!(entries(&app, &app.keys.dlq()).await.is_empty());
+    assert!(
+        entries(&app, &app.keys.dlq_of(&app.keys.stream(0)))
+            .await
+            .is_empty()
+    );
     // Each went to its own shard.
     let mut on_streams = 0;
     for shard in 0..4 {

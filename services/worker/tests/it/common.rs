@@ -138,7 +138,7 @@ impl TestEnv {
 
     pub async fn dead_letters(&self) -> Vec<BTreeMap<String, String>> {
         let reply: redis::Value = redis::cmd("XRANGE")
-            .arg(self.keys.dlq())
+            .arg(self.keys.dlq_of(&self.keys.stream(0)))
             .arg("-")
             .arg("+")
             .query_async(&mut self.conn.clone())

@@ -69,7 +69,7 @@ async fn a_request_with_bad_events_stores_the_good_ones_and_dead_letters_each_ba
     // Each holds its event alone, in format 1: a replay sends it and
     // nothing else of the request.
     let reply: redis::Value = redis::cmd("XRANGE")
-        .arg(env.keys.dlq())
+        .arg(env.keys.dlq_of(&env.keys.stream(0)))
         .arg("-")
         .arg("+")
         .query_async(&mut env.conn.clone())
