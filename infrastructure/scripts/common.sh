@@ -312,6 +312,25 @@ wait_redis_cluster() {
     done
 }
 
+# wait_redis_cluster_replicas <timeout seconds> <port...>: until every replica
+# among the nodes has its link to its master up (synced), so that a WAIT for
+# one replica (REDIS_MIN_REPLICAS_ACK=1) succeeds from the first write.
+wait_redis_cluster_replicas() {
+    local timeout=$1 deadline port link
+    shift
+    deadline=$((SECONDS + timeout))
+    for port in "$@"; do
+        while true; do
+            # A master has no master_link_status.
+            link=$(redis_cli_on "$port" INFO replication | sed -n 's/^master_link_status://p')
+            [[ -z $link || $link == up ]] && break
+            ((SECONDS < deadline)) ||
+                die "Redis Cluster replica $port: master_link_status:$link after ${timeout}s"
+            sleep 0.2
+        done
+    done
+}
+
 # stop_redis_cluster <dir>: stop_redis for every node with a pidfile in
 # <dir>/<port>/redis.pid.
 stop_redis_cluster() {

@@ -10,8 +10,11 @@
 #   EVENTLINE_REDIS_PORT      Redis port (16379)
 #   EVENTLINE_REDIS_CLUSTER=1 a six-node Redis Cluster (3 masters, 3 replicas)
 #                             instead of the single Redis, its nodes' data under
-#                             .run/redis-cluster/<port>/; `down` and `status`
-#                             handle it whether this is set or not
+#                             .run/redis-cluster/<port>/, given to the services
+#                             as REDIS_CLUSTER_NODES (and STREAM_SHARDS=3 unless
+#                             set: a shard per master); `down` and `status`
+#                             handle it whether this is set or not. To switch
+#                             between the two, `make down` first.
 #   EVENTLINE_REDIS_CLUSTER_PORT  the first node's port (17000): the nodes listen
 #                             on it and the next five, their cluster bus 10000 higher
 #   EVENTLINE_REDIS_CLUSTER_NODE_TIMEOUT  cluster-node-timeout in ms (1500)
@@ -71,6 +74,9 @@ service_exists() { [[ -f services/$1/Cargo.toml ]]; }
 
 cluster_mode() { [[ ${EVENTLINE_REDIS_CLUSTER:-} == 1 ]]; }
 
+# "cluster" or "single": the Redis the stack runs on.
+redis_mode() { if cluster_mode; then echo cluster; else echo single; fi; }
+
 # The cluster nodes' URLs, comma-separated.
 cluster_nodes() {
     local IFS=,
@@ -111,6 +117,30 @@ psql_local() { "$PSQL" -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -v ON_ERROR_
 
 # ---- up -----------------------------------------------------------------------
 
+# The stack runs on one kind of Redis at a time: refuses to start on the one
+# asked for while the other, or services started on the other, still run.
+# Records the mode in $PIDS/redis-mode (none recorded: a single Redis).
+check_redis_mode() {
+    local mode recorded=single running="" pid pidfile line name args url
+    mode=$(redis_mode)
+    [[ -s $PIDS/redis-mode ]] && recorded=$(<"$PIDS/redis-mode")
+    if [[ $mode == cluster ]] && pid=$(live_pid "$PIDS/redis.pid" redis-server); then
+        running="a single Redis (pid $pid)"
+    elif [[ $mode == single ]]; then
+        for pidfile in "$CLUSTER_DIR"/*/redis.pid; do
+            if [[ -e $pidfile ]] && live_pid "$pidfile" redis-server >/dev/null; then running="the Redis Cluster"; fi
+        done
+    fi
+    if [[ -z $running && $recorded != "$mode" ]]; then
+        for line in "${SERVICES[@]}"; do
+            IFS='|' read -r name args url <<<"$line"
+            if service_pid "$name" >/dev/null; then running="$name, started on the $recorded Redis"; fi
+        done
+    fi
+    [[ -z $running ]] || die "the stack runs on $running; 'make down' first, then make up again"
+    printf '%s\n' "$mode" >"$PIDS/redis-mode"
+}
+
 up_redis() {
     local pid
     if pid=$(live_pid "$PIDS/redis.pid" redis-server); then
@@ -145,8 +175,9 @@ up_redis_cluster() {
             --maxmemory 0 --logfile "$LOGS/redis-$port.log"
     done
     create_redis_cluster "${CLUSTER_PORTS[@]}"
-    info "waiting for the Redis Cluster (cluster_state:ok on every node)"
+    info "waiting for the Redis Cluster (cluster_state:ok on every node, replicas in sync)"
     wait_redis_cluster 60 "${CLUSTER_PORTS[@]}"
+    wait_redis_cluster_replicas 60 "${CLUSTER_PORTS[@]}"
 }
 
 up_postgres() {
@@ -250,7 +281,7 @@ print_summary() {
         fi
     done
     if cluster_mode; then
-        printf '  %-15s %s\n' "Redis Cluster" "$EVENTLINE_REDIS_CLUSTER_NODES"
+        printf '  %-15s %s (STREAM_SHARDS=%s)\n' "Redis Cluster" "$REDIS_CLUSTER_NODES" "$STREAM_SHARDS"
     else
         printf '  %-15s %s\n' Redis "$REDIS_URL"
     fi
@@ -272,6 +303,7 @@ cmd_up() {
     ensure_redis
     ensure_postgres
     mkdir -p "$LOGS" "$PIDS"
+    check_redis_mode
     if cluster_mode; then up_redis_cluster; else up_redis; fi
     up_postgres
     load_key_pepper
@@ -279,17 +311,16 @@ cmd_up() {
 
     # The environment every service (and eventctl) gets. Exported only after the
     # build, so a sqlx compile-time DATABASE_URL is never pointed at this database.
+    # On the cluster the services read REDIS_CLUSTER_NODES and not REDIS_URL;
+    # on one server a REDIS_CLUSTER_NODES from the caller's shell must not
+    # send them elsewhere.
     export REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
-    # With EVENTLINE_REDIS_CLUSTER=1 no Redis listens on REDIS_URL: the cluster's
-    # nodes are in EVENTLINE_REDIS_CLUSTER_NODES (comma-separated redis:// URLs).
-    # The services do not read it yet (issue 17, Redis Cluster support): until
-    # they do, they reach no Redis in this mode and do not become ready.
     if cluster_mode; then
-        EVENTLINE_REDIS_CLUSTER_NODES=$(cluster_nodes)
-        export EVENTLINE_REDIS_CLUSTER_NODES
-        warn "the services do not read EVENTLINE_REDIS_CLUSTER_NODES yet (issue 17)"
+        REDIS_CLUSTER_NODES=$(cluster_nodes)
+        export REDIS_CLUSTER_NODES
+        export STREAM_SHARDS=${STREAM_SHARDS:-3}
     else
-        unset EVENTLINE_REDIS_CLUSTER_NODES
+        unset REDIS_CLUSTER_NODES
     fi
     export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/eventline"
     export KEY_PEPPER
@@ -325,6 +356,7 @@ cmd_down() {
     done
     stop_redis "$PIDS/redis.pid"
     stop_redis_cluster "$CLUSTER_DIR"
+    rm -f "$PIDS/redis-mode"
     if [[ -f $PG_DATA/postmaster.pid ]]; then
         PG_BIN=$(find_pg_bin) || die "cannot find pg_ctl to stop the PostgreSQL in $PG_DATA"
         stop_postgres "$PG_DATA" fast
@@ -354,7 +386,7 @@ cmd_status() {
     local line name args url pid ready
     if pid=$(live_pid "$PIDS/redis.pid" redis-server); then
         printf '%-15s running (pid %s) redis://127.0.0.1:%s\n' Redis "$pid" "$REDIS_PORT"
-    else
+    elif ! cluster_mode && [[ $(cat "$PIDS/redis-mode" 2>/dev/null) != cluster ]]; then
         printf '%-15s stopped\n' Redis
     fi
     status_redis_cluster
