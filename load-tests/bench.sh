@@ -32,6 +32,13 @@
 # them), the stream's length and expired_stale_perc; it prints the claims'
 # bytes per event of the DEDUP_TTL window at the end.
 #
+# With BENCH_CLUSTER=1 it runs the Redis comparison instead: a private six-node
+# Redis Cluster (3 masters, 3 replicas, the stack's redis.conf) beside the
+# stack's Redis, and with STREAM_SHARDS=3 two runs on each of one server, the
+# cluster, and the cluster with REDIS_MIN_REPLICAS_ACK=1: batches closed loop
+# (events/s end to end) and single events at BENCH_CLUSTER_SINGLE_RATE (5000/s;
+# each request's latency); CPU counts every Redis node.
+#
 # Environment: BENCH_DURATION (30s), BENCH_BATCH_RATE (60000 events/s),
 # BENCH_SINGLE_RATE (30000 requests/s), BENCH_SINGLE_CONNECTIONS (256), BENCH_GATEWAY_PORT (18180),
 # BENCH_WORKER_PORT (19191), BENCH_KEEP_DB=1 keeps the eventline_bench database,
@@ -281,8 +288,7 @@ if [[ -n ${BENCH_CLUSTER:-} ]]; then
     for port in "${CPORTS[@]}"; do
         start_redis_cluster_node "$port" "$CLUSTER_DIR/$port" "$ROOT/infrastructure/redis/redis.conf" --maxmemory 0
     done
-    stop_cluster() { stop_redis_cluster "$CLUSTER_DIR"; }
-    trap 'stop_cluster; cleanup' EXIT
+    trap 'stop_redis_cluster "$CLUSTER_DIR"; cleanup' EXIT
     create_redis_cluster "${CPORTS[@]}"
     wait_redis_cluster 60 "${CPORTS[@]}"
     NODES=$(printf 'redis://127.0.0.1:%s,' "${CPORTS[@]}")
