@@ -175,8 +175,8 @@ impl RedisArgs {
     /// Where Redis is, for logs and start-up errors (passwords hidden).
     pub fn describe(&self) -> String {
         match self.cluster_nodes() {
-            Some(nodes) => format!("the Redis Cluster at {nodes}"),
-            None => format!("Redis at {}", self.redis_url.redacted()),
+            Some(nodes) => format!("the Redis Cluster at {nodes} (REDIS_CLUSTER_NODES)"),
+            None => format!("Redis at {} (REDIS_URL)", self.redis_url.redacted()),
         }
     }
 }

@@ -25,9 +25,12 @@ use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
-use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, RedisResult, Value};
+use redis::{
+    AsyncConnectionConfig, Cmd, ConnectionAddr, IntoConnectionInfo, Pipeline, RedisFuture,
+    RedisResult, Value,
+};
 
-use crate::config::RedisArgs;
+use crate::config::{ClusterNodes, RedisArgs};
 use crate::redis_keys::{CLUSTER_SLOTS, key_slot};
 
 #[derive(Debug, thiserror::Error)]
@@ -109,21 +112,20 @@ impl Redis {
             }
             Some(nodes) => {
                 let client = cluster_client(args, response_timeout)?;
-                let conn = client.get_async_connection().await.map_err(|e| {
-                    if e.to_string().contains("cluster support disabled") {
-                        RedisSetupError::NotACluster {
-                            nodes: nodes.to_string(),
-                            reason: e.to_string(),
-                        }
-                    } else {
-                        unreachable(e.to_string())
-                    }
-                })?;
+                let conn = match client.get_async_connection().await {
+                    Ok(conn) => conn,
+                    Err(e) => return Err(diagnose_seeds(args, nodes, e.to_string()).await),
+                };
                 let redis = Redis::Cluster {
                     client: Arc::new(client),
                     conn,
                 };
-                let info = redis.cluster_info().await.map_err(unreachable)?;
+                // A node that answers but serves no slot leaves the client
+                // no connection to send `CLUSTER INFO` on: ask it directly.
+                let info = match redis.cluster_info().await {
+                    Ok(info) => info,
+                    Err(e) => return Err(diagnose_seeds(args, nodes, e).await),
+                };
                 if !info.covers_every_slot() {
                     return Err(RedisSetupError::UncoveredSlots {
                         nodes: nodes.to_string(),
@@ -185,6 +187,48 @@ impl Redis {
                 Ok(RedisConn::Cluster(client.get_async_connection().await?))
             }
         }
+    }
+
+    /// A plain connection of its own to the server that holds `key` (on a
+    /// cluster, the master serving its slot now, found with `CLUSTER
+    /// SLOTS`; credentials from the first seed node), whose answers may
+    /// take `response_timeout`: for a blocking read of that one key. It does
+    /// not follow the slot: after a failover its calls fail with `MOVED` or
+    /// an I/O error, and the caller opens a new one.
+    pub async fn connection_for_key(
+        &self,
+        args: &RedisArgs,
+        key: &[u8],
+        response_timeout: Duration,
+    ) -> RedisResult<RedisConn> {
+        let info = match self {
+            Redis::Single(_) => args.redis_url.expose().into_connection_info()?,
+            Redis::Cluster { .. } => {
+                let mut conn = self.get().await?;
+                let slots: Value = redis::cmd("CLUSTER")
+                    .arg("SLOTS")
+                    .query_async(&mut conn)
+                    .await?;
+                let (host, port) = master_of_slot(&slots, key_slot(key)).ok_or_else(|| {
+                    redis::RedisError::from(std::io::Error::other(
+                        "CLUSTER SLOTS names no master for the key's slot",
+                    ))
+                })?;
+                let seed = args
+                    .cluster_nodes()
+                    .and_then(|nodes| nodes.urls().next())
+                    .unwrap_or("redis://127.0.0.1");
+                seed.into_connection_info()?
+                    .set_addr(ConnectionAddr::Tcp(host, port))
+            }
+        };
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(args.redis_timeout))
+            .set_response_timeout(Some(response_timeout));
+        redis::Client::open(info)?
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map(RedisConn::Multiplexed)
     }
 
     /// One `PING` (on a cluster: to every master, and the cluster's state);
@@ -268,6 +312,99 @@ impl Redis {
         masters.sort_by(|a, b| a.address.cmp(&b.address));
         Ok(masters)
     }
+}
+
+/// Why the cluster client could not connect, asking each seed node on a
+/// connection of its own what it is: one with cluster support disabled is
+/// [`RedisSetupError::NotACluster`], one whose cluster does not serve every
+/// slot (a node never joined to a cluster serves none, and the client then
+/// finds no connection at all) [`RedisSetupError::UncoveredSlots`]; when no
+/// seed answers, [`RedisSetupError::Unreachable`] with the client's error.
+async fn diagnose_seeds(args: &RedisArgs, nodes: &ClusterNodes, error: String) -> RedisSetupError {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(args.redis_timeout))
+        .set_response_timeout(Some(args.redis_timeout));
+    for url in nodes.urls() {
+        let Ok(client) = redis::Client::open(url) else {
+            continue;
+        };
+        let Ok(mut conn) = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+        else {
+            continue;
+        };
+        let Ok(info) = redis::cmd("INFO")
+            .arg("cluster")
+            .query_async::<String>(&mut conn)
+            .await
+        else {
+            continue;
+        };
+        if info_field(&info, "cluster_enabled") != Some("1") {
+            return RedisSetupError::NotACluster {
+                nodes: nodes.to_string(),
+                reason: "cluster support disabled (cluster_enabled:0)".into(),
+            };
+        }
+        let Ok(text) = redis::cmd("CLUSTER")
+            .arg("INFO")
+            .query_async::<String>(&mut conn)
+            .await
+        else {
+            continue;
+        };
+        let info = ClusterInfo::parse(&text);
+        if !info.covers_every_slot() {
+            return RedisSetupError::UncoveredSlots {
+                nodes: nodes.to_string(),
+                state: info.state,
+                assigned: info.slots_assigned,
+                failing: info.slots_fail,
+            };
+        }
+    }
+    if error.contains("cluster support disabled") {
+        RedisSetupError::NotACluster {
+            nodes: nodes.to_string(),
+            reason: error,
+        }
+    } else {
+        RedisSetupError::Unreachable {
+            what: args.describe(),
+            reason: error,
+        }
+    }
+}
+
+/// The master's address in a `CLUSTER SLOTS` reply for `slot`: each
+/// element is `[first, last, [host, port, id, …], replicas…]`.
+fn master_of_slot(reply: &Value, slot: u16) -> Option<(String, u16)> {
+    let Value::Array(ranges) = reply else {
+        return None;
+    };
+    let int = |v: &Value| match v {
+        Value::Int(n) => Some(*n),
+        _ => None,
+    };
+    ranges.iter().find_map(|range| {
+        let Value::Array(parts) = range else {
+            return None;
+        };
+        let (first, last) = (int(parts.first()?)?, int(parts.get(1)?)?);
+        if !(first..=last).contains(&i64::from(slot)) {
+            return None;
+        }
+        let Value::Array(master) = parts.get(2)? else {
+            return None;
+        };
+        let host = match master.first()? {
+            Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+            Value::SimpleString(s) => s.clone(),
+            _ => return None,
+        };
+        Some((host, u16::try_from(int(master.get(1)?)?).ok()?))
+    })
 }
 
 /// One master's health, for `/health/detailed`.
@@ -436,6 +573,42 @@ pub async fn query_each<T: redis::FromRedisValue>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_slots_name_the_master_of_a_slot() {
+        let node = |host: &str, port: i64| {
+            Value::Array(vec![
+                Value::BulkString(host.as_bytes().to_vec()),
+                Value::Int(port),
+                Value::BulkString(b"id".to_vec()),
+            ])
+        };
+        let reply = Value::Array(vec![
+            Value::Array(vec![
+                Value::Int(0),
+                Value::Int(5460),
+                node("10.0.0.1", 7000),
+                node("10.0.0.4", 7003),
+            ]),
+            Value::Array(vec![
+                Value::Int(5461),
+                Value::Int(16383),
+                node("10.0.0.2", 7001),
+            ]),
+        ]);
+        assert_eq!(master_of_slot(&reply, 0), Some(("10.0.0.1".into(), 7000)));
+        assert_eq!(
+            master_of_slot(&reply, 5461),
+            Some(("10.0.0.2".into(), 7001))
+        );
+        assert_eq!(master_of_slot(&Value::Nil, 1), None);
+        let partial = Value::Array(vec![Value::Array(vec![
+            Value::Int(0),
+            Value::Int(10),
+            node("h", 1),
+        ])]);
+        assert_eq!(master_of_slot(&partial, 11), None);
+    }
 
     #[test]
     fn cluster_info_tells_whether_every_slot_is_served() {

@@ -3,7 +3,10 @@
 //! tail takes nothing from the workers).
 //!
 //! Each tail has its own task and its own Redis connection (a blocking read
-//! would stall anyone sharing the connection), and holds one of `MAX_TAILS`
+//! would stall anyone sharing the connection). On a Redis Cluster one
+//! `XREAD` cannot span the shards' slots, so each shard has a reading task
+//! of the tail's own, with a connection of its own to the shard's master,
+//! feeding the tail's task. A tail holds one of `MAX_TAILS`
 //! permits and one of its API key's `MAX_TAILS_PER_KEY`. The task ends when the client goes away (its channel closes),
 //! at shutdown, or when Redis fails; the stream's first comment
 //! (`: connected`) is sent only once the starting positions are known, so
@@ -31,7 +34,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use eventline_shared::EnrichedEvent;
 use eventline_shared::api_key::Authenticated;
-use eventline_shared::redis_pool::{self, RedisConn};
+use eventline_shared::redis_pool::RedisConn;
 use eventline_shared::stream_codec::{self, FIELD_EVENT, FIELD_VERSION};
 use eventline_shared::stream_reply::StreamId;
 use eventline_shared::stream_stats;
@@ -39,6 +42,7 @@ use redis::streams::StreamReadReply;
 use redis::{AsyncConnectionConfig, Value};
 use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
 
 use crate::app::{AppState, Shared};
@@ -50,11 +54,8 @@ use crate::params::Params;
 const BLOCK: Duration = Duration::from_secs(5);
 /// Most entries one `XREAD` returns per shard.
 const READ_COUNT: usize = 200;
-/// On a Redis Cluster, how long the tail waits between reads that found
-/// nothing: there its shards are read one `XREAD` each, without `BLOCK`
-/// (blocking reads of several shards on one connection would wait behind
-/// each other on a master that serves two of them).
-const CLUSTER_POLL: Duration = Duration::from_millis(100);
+/// On a Redis Cluster: what a shard's reading task hands the tail.
+type ShardReply = redis::RedisResult<StreamReadReply>;
 
 /// `GET /v1/tail`.
 pub async fn tail(
@@ -85,12 +86,30 @@ pub async fn tail(
         let data = json!({ "streams": gaps }).to_string();
         let _ = tx.try_send(Event::default().event("gap").data(data));
     }
+    let shards = state.redis.is_cluster().then(|| {
+        let (tx, rx) = mpsc::channel(streams.len() * 2);
+        let stop = CancellationToken::new();
+        for (stream, position) in streams.iter().zip(&positions) {
+            state.tasks.spawn(read_shard(
+                state.clone(),
+                stream.clone(),
+                position.clone(),
+                tx.clone(),
+                stop.clone(),
+            ));
+        }
+        ShardReaders {
+            replies: rx,
+            _stop: stop.drop_guard(),
+        }
+    });
     let reader = Reader {
         state: state.clone(),
         services,
         streams,
         positions,
         conn,
+        shards,
         tx,
         _permit: permit,
         _key_slot: key_slot,
@@ -163,7 +182,8 @@ fn resume_positions(headers: &HeaderMap, shards: usize) -> Option<Vec<StreamId>>
 }
 
 /// On one server, a connection of the tail's own, whose answers may take
-/// the whole block; on a cluster, the shared one (its reads do not block).
+/// the whole block; on a cluster, the shared one, for the starting
+/// positions (the shards' own tasks read).
 async fn connect(state: &AppState) -> Result<RedisConn, ApiError> {
     if state.redis.is_cluster() {
         return state.redis.get().await.map_err(ApiError::from_redis);
@@ -180,6 +200,62 @@ async fn connect(state: &AppState) -> Result<RedisConn, ApiError> {
         .map_err(ApiError::from_redis)
 }
 
+/// The tail's shard readers (a cluster): their replies, and what stops
+/// them when the tail ends.
+struct ShardReaders {
+    replies: mpsc::Receiver<ShardReply>,
+    _stop: DropGuard,
+}
+
+/// On a cluster: reads `stream` after `position` with `XREAD BLOCK` on a
+/// connection of its own to the stream's master, and hands each reply to
+/// the tail, until the tail stops it or goes away. A failure (a failover's
+/// `MOVED`, an I/O error) is handed on and ends it: the tail ends, and its
+/// client resumes with `Last-Event-ID`.
+async fn read_shard(
+    state: Shared,
+    stream: String,
+    mut position: String,
+    tx: mpsc::Sender<ShardReply>,
+    stop: CancellationToken,
+) {
+    let timeout = BLOCK + state.redis_args.redis_timeout;
+    let read = async {
+        let mut conn = state
+            .redis
+            .connection_for_key(&state.redis_args, stream.as_bytes(), timeout)
+            .await?;
+        loop {
+            let reply: Option<StreamReadReply> = redis::cmd("XREAD")
+                .arg("COUNT")
+                .arg(READ_COUNT)
+                .arg("BLOCK")
+                .arg(BLOCK.as_millis() as u64)
+                .arg("STREAMS")
+                .arg(&stream)
+                .arg(&position)
+                .query_async(&mut conn)
+                .await?;
+            let Some(reply) = reply else { continue };
+            let last = reply.keys.iter().flat_map(|k| k.ids.last()).next_back();
+            if let Some(last) = last {
+                position.clone_from(&last.id);
+            }
+            if tx.send(Ok(reply)).await.is_err() {
+                return Ok(());
+            }
+        }
+    };
+    let result: redis::RedisResult<()> = tokio::select! {
+        result = read => result,
+        () = stop.cancelled() => Ok(()),
+        () = state.shutdown.cancelled() => Ok(()),
+    };
+    if let Err(error) = result {
+        let _ = tx.send(Err(error)).await;
+    }
+}
+
 struct Reader {
     state: Shared,
     /// Empty: every service.
@@ -188,6 +264,8 @@ struct Reader {
     /// The last id read from each stream.
     positions: Vec<String>,
     conn: RedisConn,
+    /// On a cluster, the shards' reading tasks.
+    shards: Option<ShardReaders>,
     tx: mpsc::Sender<Event>,
     _permit: OwnedSemaphorePermit,
     _key_slot: Option<KeySlot>,
@@ -240,8 +318,13 @@ impl Reader {
     }
 
     async fn read(&mut self) -> redis::RedisResult<Option<StreamReadReply>> {
-        if self.state.redis.is_cluster() {
-            return self.poll_each().await;
+        if let Some(shards) = &mut self.shards {
+            return match shards.replies.recv().await {
+                Some(reply) => reply.map(Some),
+                None => Err(redis::RedisError::from(std::io::Error::other(
+                    "the shards' readers stopped",
+                ))),
+            };
         }
         let mut cmd = redis::cmd("XREAD");
         cmd.arg("COUNT")
@@ -252,38 +335,6 @@ impl Reader {
             .arg(&self.streams)
             .arg(&self.positions);
         cmd.query_async(&mut self.conn).await
-    }
-
-    /// On a cluster: one `XREAD` per shard (each in its own slot), sent
-    /// together; after a read that found nothing, a pause of [`CLUSTER_POLL`].
-    async fn poll_each(&mut self) -> redis::RedisResult<Option<StreamReadReply>> {
-        let pipes: Vec<redis::Pipeline> = self
-            .streams
-            .iter()
-            .zip(&self.positions)
-            .map(|(stream, position)| {
-                let mut pipe = redis::pipe();
-                pipe.cmd("XREAD")
-                    .arg("COUNT")
-                    .arg(READ_COUNT)
-                    .arg("STREAMS")
-                    .arg(stream)
-                    .arg(position);
-                pipe
-            })
-            .collect();
-        let replies: Vec<(Option<StreamReadReply>,)> =
-            redis_pool::query_each(&self.conn, &pipes).await?;
-        let keys: Vec<_> = replies
-            .into_iter()
-            .filter_map(|(reply,)| reply)
-            .flat_map(|reply| reply.keys)
-            .collect();
-        if keys.is_empty() {
-            tokio::time::sleep(CLUSTER_POLL).await;
-            return Ok(None);
-        }
-        Ok(Some(StreamReadReply { keys }))
     }
 
     /// Sends the reply's events that pass the filter; false when the client

@@ -4,6 +4,7 @@
 //! [`LocalRedis`](super::servers::LocalRedis), the binary comes from
 //! `EVENTLINE_REDIS_SERVER` (else `redis-server` on the PATH), and dropping
 //! the cluster kills every node and removes the directory.
+//! [`LocalRedisCluster::lone_node`] starts one node that joins no cluster.
 //!
 //! The cluster is created with `redis-cli --cluster create … --cluster-replicas
 //! 1` (the `redis-cli` next to `redis-server`, else the one on the PATH), so
@@ -65,10 +66,35 @@ impl LocalRedisCluster {
     /// Starts six nodes, creates the cluster and waits until it is healthy
     /// (see [`Self::wait_healthy`]).
     pub fn start() -> Result<Self, ServerError> {
+        let mut cluster = Self::nodes_up(NODES)?;
+        let mut create = Command::new(cluster.redis_cli());
+        create.args(["--cluster", "create"]);
+        create.args(
+            cluster
+                .nodes
+                .iter()
+                .map(|n| format!("127.0.0.1:{}", n.port)),
+        );
+        create.args(["--cluster-replicas", "1", "--cluster-yes"]);
+        run_checked(&mut create)?;
+        cluster.wait_healthy()?;
+        Ok(cluster)
+    }
+
+    /// One cluster-enabled node that was never made part of a cluster: it
+    /// serves no slot (`cluster_state:fail`, 0 slots assigned), as a node
+    /// does before `redis-cli --cluster create`. For start-up checks that
+    /// must refuse such a "cluster"; the failover helpers mean nothing on it.
+    pub fn lone_node() -> Result<Self, ServerError> {
+        Self::nodes_up(1)
+    }
+
+    /// `count` cluster-enabled nodes started, not yet a cluster.
+    fn nodes_up(count: usize) -> Result<Self, ServerError> {
         let bin = std::env::var_os("EVENTLINE_REDIS_SERVER")
             .map_or_else(|| PathBuf::from("redis-server"), PathBuf::from);
         let dir = std::env::temp_dir().join(super::unique_name("eventline-redis-cluster"));
-        let ports = free_ports(2 * NODES)?;
+        let ports = free_ports(2 * count)?;
         let nodes = ports
             .chunks(2)
             .map(|pair| Node {
@@ -85,20 +111,10 @@ impl LocalRedisCluster {
             nodes,
             layout: Vec::new(),
         };
-        for node in 0..NODES {
+        // Dropped on failure: the nodes already started are killed.
+        for node in 0..count {
             cluster.up(node)?;
         }
-        let mut create = Command::new(cluster.redis_cli());
-        create.args(["--cluster", "create"]);
-        create.args(
-            cluster
-                .nodes
-                .iter()
-                .map(|n| format!("127.0.0.1:{}", n.port)),
-        );
-        create.args(["--cluster-replicas", "1", "--cluster-yes"]);
-        run_checked(&mut create)?;
-        cluster.wait_healthy()?;
         Ok(cluster)
     }
 
@@ -133,6 +149,12 @@ impl LocalRedisCluster {
         self.nodes[node].child = Some(child);
         self.nodes[node].frozen = false;
         wait_listening(port, "redis-server (cluster node)", WAIT)
+    }
+
+    /// The directory holding each node's data, log and `nodes.conf`, in
+    /// `<dir>/<port>/` (removed on drop).
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
     }
 
     /// The `redis://` URL of every node, in node order.

@@ -1,7 +1,8 @@
 //! A minimal HTTP/1.1 client for tests: one request per connection
 //! (`Connection: close`), the raw bytes on the wire under the test's control
 //! (a header a real client would fix up, a body sent slowly, a source
-//! address), and the whole response read back.
+//! address), and the whole response read back; or, with [`Streaming`], read
+//! as it arrives (Server-Sent Events).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -147,6 +148,46 @@ pub async fn request_whole_body_first(
         .await
         .map_err(|_| std::io::Error::other("the response did not end"))??;
     parse_response(&raw).ok_or_else(|| std::io::Error::other("no complete response"))
+}
+
+/// An open `GET` whose response is read as it arrives (Server-Sent Events:
+/// the query-api's `GET /v1/tail`). The raw bytes, head included, pile up
+/// in `received`.
+pub struct Streaming {
+    pub stream: TcpStream,
+    pub received: String,
+}
+
+impl Streaming {
+    /// Sends `GET path` with `Accept: text/event-stream` and `headers`.
+    pub async fn open(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Self {
+        let mut all = vec![("Accept", "text/event-stream")];
+        all.extend_from_slice(headers);
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        stream
+            .write_all(head("GET", path, &all, 0).as_bytes())
+            .await
+            .expect("write the request");
+        Streaming {
+            stream,
+            received: String::new(),
+        }
+    }
+
+    /// Reads until `needle` has arrived (true) or `timeout` passes or the
+    /// server closes (false).
+    pub async fn wait_for(&mut self, needle: &str, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut buf = [0u8; 8192];
+        while !self.received.contains(needle) {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.stream.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => self.received.push_str(&String::from_utf8_lossy(&buf[..n])),
+                _ => return false,
+            }
+        }
+        true
+    }
 }
 
 /// Reads a response until the server closes the connection; `None` when it

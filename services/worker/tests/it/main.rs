@@ -11,4 +11,5 @@ mod formats;
 mod fresh_copy;
 mod outage;
 mod poison;
+mod startup;
 mod trimming;
