@@ -76,6 +76,7 @@ in_both_modes!(
     streams_are_trimmed_once_stored_but_not_from_an_unacked_entry_on,
     the_tail_sees_events_of_every_shard,
     every_service_is_ready_and_the_cluster_health_names_its_masters,
+    with_replica_acks_a_202_waits_for_a_replica,
 );
 
 /// A gateway, a worker and a query-api sharing a database and a key prefix.
@@ -157,6 +158,48 @@ async fn stack(redis: RedisArgs) -> Stack {
         db,
         shutdown,
     }
+}
+
+/// `REDIS_MIN_REPLICAS_ACK=1`: on the cluster (a replica per master) every
+/// event is answered 202 once a replica has it; on the single server (no
+/// replica) 503 with `Retry-After` — the entry is written all the same, so
+/// the client's retries of one `event_id` are stored once.
+async fn with_replica_acks_a_202_waits_for_a_replica(mut redis: RedisArgs) {
+    redis.redis_min_replicas_ack = 1;
+    redis.redis_replica_ack_timeout = Duration::from_millis(100);
+    let stack = stack(redis).await;
+    let service = "replica-acks";
+    for i in 0..6 {
+        let body = event(service, &format!("acked {i}"), Some(&format!("ack-{i}")));
+        if stack.cluster {
+            stack.ingest(&body).await;
+            continue;
+        }
+        for _attempt in 0..2 {
+            let res = request(
+                stack.gateway,
+                "POST",
+                "/v1/events",
+                &[
+                    ("Authorization", stack.auth.as_str()),
+                    ("Content-Type", "application/json"),
+                ],
+                body.to_string().as_bytes(),
+            )
+            .await;
+            assert_eq!(res.status, 503, "no replica confirms: {}", res.text());
+            assert_eq!(res.header("retry-after"), Some("1"));
+            assert_eq!(res.json()["error"]["code"], "unavailable", "{}", res.text());
+        }
+    }
+    stack.wait_drained().await;
+    let rows = stack.rows_by_id(service).await;
+    assert_eq!(rows.len(), 6, "each event_id stored: {rows:?}");
+    assert!(rows.values().all(|&n| n == 1), "{rows:?}");
+    let timeouts = stack
+        .gateway_metric("eventline_ingest_replica_ack_timeouts_total")
+        .await;
+    assert_eq!(timeouts, if stack.cluster { 0.0 } else { 12.0 });
 }
 
 /// `POST /v1/events` with `event`; the id of the accepted event.
@@ -493,7 +536,16 @@ impl Stack {
 
     /// The sum of every series of the worker's metric `name`.
     async fn worker_metric(&self, name: &str) -> f64 {
-        let res = self.get(self.worker, "/metrics").await;
+        self.metric(self.worker, name).await
+    }
+
+    async fn gateway_metric(&self, name: &str) -> f64 {
+        self.metric(self.gateway, name).await
+    }
+
+    /// The sum of `name`'s series on the service at `addr`.
+    async fn metric(&self, addr: SocketAddr, name: &str) -> f64 {
+        let res = self.get(addr, "/metrics").await;
         assert_eq!(res.status, 200);
         res.text()
             .lines()
@@ -1186,5 +1238,19 @@ mod start_up {
             "{text}"
         );
         drop(lone);
+    }
+
+    /// What the gateway checks when `REDIS_MIN_REPLICAS_ACK` is set: the
+    /// harness's cluster has a replica per master, the single server none.
+    #[tokio::test]
+    async fn replicas_are_counted_per_master() {
+        let cluster = Redis::connect(&testkit::cluster_redis_args())
+            .await
+            .expect("the harness's cluster");
+        assert_eq!(cluster.fewest_replicas().await, Ok(1));
+        let single = Redis::connect(&testkit::redis_args())
+            .await
+            .expect("the harness's Redis");
+        assert_eq!(single.fewest_replicas().await, Ok(0));
     }
 }

@@ -276,6 +276,40 @@ impl Redis {
         Ok(ClusterInfo::parse(&text))
     }
 
+    /// The fewest replicas any master has connected (`INFO replication`'s
+    /// `connected_slaves`; on one server, its own).
+    pub async fn fewest_replicas(&self) -> Result<u32, String> {
+        let mut info = redis::cmd("INFO");
+        info.arg("replication");
+        let replies: Vec<Value> = match self {
+            Redis::Single(_) => {
+                let mut conn = self.get().await.map_err(|e| e.to_string())?;
+                vec![
+                    info.query_async(&mut conn)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                ]
+            }
+            Redis::Cluster { conn, .. } => {
+                let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+                match conn.clone().route_command(info, routing).await {
+                    Ok(Value::Map(answers)) => answers.into_iter().map(|(_, v)| v).collect(),
+                    Ok(other) => vec![other],
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        };
+        replies
+            .iter()
+            .map(|reply| {
+                let text: String = redis::from_redis_value_ref(reply).map_err(|e| e.to_string())?;
+                info_field(&text, "connected_slaves")
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| "INFO replication has no connected_slaves".to_owned())
+            })
+            .try_fold(u32::MAX, |fewest, n| n.map(|n: u32| fewest.min(n)))
+    }
+
     /// Each master's answer to `PING` (empty on one server).
     pub async fn masters(&self) -> Result<Vec<MasterStatus>, String> {
         let Redis::Cluster { conn, .. } = self else {

@@ -122,6 +122,7 @@ impl Gateway {
         config.check()?;
         let metrics = Arc::new(Metrics::new(&registry)?);
         let redis = Redis::connect(&config.redis).await?;
+        warn_without_replicas(&redis, config.redis.redis_min_replicas_ack).await;
         let shards = config.stream.shards.count;
         let ctx = Arc::new(Context {
             keys: RedisKeys::for_deployment(
@@ -182,6 +183,24 @@ impl Gateway {
             metrics,
             tasks,
         })
+    }
+}
+
+/// Says at start when `REDIS_MIN_REPLICAS_ACK` asks for more replicas than
+/// some master has: its shards would answer every request 503 until they
+/// catch up (replicas may be on their way, so this does not stop the start).
+async fn warn_without_replicas(redis: &Redis, wanted: u32) {
+    if wanted == 0 {
+        return;
+    }
+    match redis.fewest_replicas().await {
+        Ok(fewest) if fewest < wanted => tracing::warn!(
+            fewest,
+            wanted,
+            "REDIS_MIN_REPLICAS_ACK is {wanted} but a master has {fewest} replicas connected: its requests will be answered 503"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "cannot count the masters' replicas"),
     }
 }
 

@@ -33,7 +33,7 @@ where
 }
 
 /// The command line of `program` (the gateway or the query-api) on `redis`
-/// (its key prefix and cluster nodes included) and the database at
+/// (its key prefix, cluster nodes and replica acks included) and the database at
 /// `database_url`, with keys hashed with the test [`PEPPER`](super::PEPPER)
 /// reloaded every second, and a 2 s shutdown grace.
 pub fn keyed_service_args(program: &str, redis: &RedisArgs, database_url: &str) -> Vec<String> {
@@ -58,6 +58,19 @@ pub fn keyed_service_args(program: &str, redis: &RedisArgs, database_url: &str) 
     ]
     .map(str::to_owned)
     .to_vec()
+    .into_iter()
+    .chain(
+        (redis.redis_min_replicas_ack > 0)
+            .then(|| {
+                [
+                    "--redis-min-replicas-ack".to_owned(),
+                    redis.redis_min_replicas_ack.to_string(),
+                ]
+            })
+            .into_iter()
+            .flatten(),
+    )
+    .collect()
 }
 
 /// Binds a listener and spawns `run(service, listener, shutdown)`.
