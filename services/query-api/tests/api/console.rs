@@ -70,7 +70,7 @@ async fn every_response_of_both_services_carries_nosniff_and_the_policy() {
     let res = request(app.addr, "DELETE", "/v1/events", &[], b"").await;
     assert_eq!(res.status, 405);
     assert_secure_headers(&res, "405");
-    let mut tail = Streaming::open(app.addr, "/v1/tail").await;
+    let mut tail = Streaming::open(app.addr, "/v1/tail", &[]).await;
     assert!(tail.wait_for("\r\n\r\n", Duration::from_secs(10)).await);
     assert!(
         tail.received
@@ -229,7 +229,7 @@ async fn a_session_cookie_stands_for_its_key_until_revoked() {
     }
     let res = with_cookie(&app, "GET", "/v1/dlq", &cookie).await;
     assert_eq!(res.status, 403, "a query key's cookie is a query key");
-    let mut tail = Streaming::open_with(app.addr, "/v1/tail", &[("Cookie", &cookie)]).await;
+    let mut tail = Streaming::open(app.addr, "/v1/tail", &[("Cookie", &cookie)]).await;
     assert!(
         tail.wait_for(": connected", Duration::from_secs(10)).await,
         "{}",

@@ -12,12 +12,10 @@ use eventline_shared::EnrichedEvent;
 use eventline_shared::config::{RedisArgs, SecretUrl};
 use eventline_shared::redis_keys::RedisKeys;
 use eventline_shared::stream_codec;
-pub use eventline_shared::testkit::http::{Response, head, request};
+pub use eventline_shared::testkit::http::{Response, Streaming, request};
 use eventline_shared::testkit::serve::{Served, serve_args};
 use eventline_shared::testkit::{self, TestDatabase, wait_until};
 use redis::aio::MultiplexedConnection;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use worker::batch_insert;
@@ -255,45 +253,4 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
 /// Percent-encodes a query value.
 pub fn enc(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-/// An open `GET` whose response is read as it arrives (Server-Sent Events).
-pub struct Streaming {
-    pub stream: TcpStream,
-    pub received: String,
-}
-
-impl Streaming {
-    pub async fn open(addr: SocketAddr, path: &str) -> Self {
-        Self::open_with(addr, path, &[]).await
-    }
-
-    /// [`Streaming::open`] with more request headers.
-    pub async fn open_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Self {
-        let mut all = vec![("Accept", "text/event-stream")];
-        all.extend_from_slice(headers);
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
-        stream
-            .write_all(head("GET", path, &all, 0).as_bytes())
-            .await
-            .expect("write");
-        Streaming {
-            stream,
-            received: String::new(),
-        }
-    }
-
-    /// Reads until `needle` has arrived (true) or `timeout` passes (false).
-    pub async fn wait_for(&mut self, needle: &str, timeout: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut buf = [0u8; 8192];
-        while !self.received.contains(needle) {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match tokio::time::timeout(left, self.stream.read(&mut buf)).await {
-                Ok(Ok(n)) if n > 0 => self.received.push_str(&String::from_utf8_lossy(&buf[..n])),
-                _ => return false,
-            }
-        }
-        true
-    }
 }

@@ -60,7 +60,7 @@ async fn every_documented_query_api_operation_is_served() {
     for (method, path) in documented(QUERY_API) {
         let path = concrete(&path);
         if path == "/v1/tail" {
-            let mut tail = Streaming::open(app.addr, &path).await;
+            let mut tail = Streaming::open(app.addr, &path, &[]).await;
             assert!(
                 tail.wait_for(" 200 ", Duration::from_secs(10)).await,
                 "{path}"

@@ -17,7 +17,7 @@ async fn delivers_events_sent_after_connecting() {
     let old = event_at("checkout", "before", Utc::now());
     let old_entry = app.xadd(&app.keys.stream(0), &old).await;
 
-    let mut tail = Streaming::open(app.addr, "/v1/tail?service=checkout").await;
+    let mut tail = Streaming::open(app.addr, "/v1/tail?service=checkout", &[]).await;
     assert!(
         tail.wait_for(": connected", Duration::from_secs(10)).await,
         "{}",
@@ -52,7 +52,7 @@ async fn delivers_events_sent_after_connecting() {
 #[tokio::test]
 async fn a_batch_entry_arrives_event_by_event_filtered() {
     let app = open_app(&["--tail-heartbeat", "200"]).await;
-    let mut tail = Streaming::open(app.addr, "/v1/tail?service=checkout").await;
+    let mut tail = Streaming::open(app.addr, "/v1/tail?service=checkout", &[]).await;
     assert!(tail.wait_for(": connected", Duration::from_secs(10)).await);
     let now = Utc::now();
     let batch = [
@@ -81,7 +81,7 @@ async fn a_batch_entry_arrives_event_by_event_filtered() {
 #[tokio::test]
 async fn tails_are_capped_and_freed_when_the_client_leaves() {
     let app = open_app(&["--tail-heartbeat", "100", "--max-tails", "1"]).await;
-    let mut first = Streaming::open(app.addr, "/v1/tail").await;
+    let mut first = Streaming::open(app.addr, "/v1/tail", &[]).await;
     assert!(first.wait_for(": connected", Duration::from_secs(10)).await);
 
     let res = app.get("/v1/tail").await;
@@ -96,7 +96,7 @@ async fn tails_are_capped_and_freed_when_the_client_leaves() {
     })
     .await;
     assert!(freed, "the tail ended after its client left");
-    let mut again = Streaming::open(app.addr, "/v1/tail").await;
+    let mut again = Streaming::open(app.addr, "/v1/tail", &[]).await;
     assert!(
         again.wait_for(": connected", Duration::from_secs(10)).await,
         "{}",
@@ -117,7 +117,7 @@ fn last_id(received: &str) -> String {
 #[tokio::test]
 async fn a_client_resumes_after_its_last_event_id() {
     let app = open_app(&["--stream-shards", "2"]).await;
-    let mut tail = Streaming::open(app.addr, "/v1/tail").await;
+    let mut tail = Streaming::open(app.addr, "/v1/tail", &[]).await;
     assert!(tail.wait_for(": connected", Duration::from_secs(10)).await);
     let first = event_at("checkout", "first", Utc::now());
     app.xadd(&app.keys.stream(1), &first).await;
@@ -136,7 +136,7 @@ async fn a_client_resumes_after_its_last_event_id() {
     app.xadd(&app.keys.stream(0), &missed[0]).await;
     app.xadd(&app.keys.stream(1), &missed[1]).await;
 
-    let mut again = Streaming::open_with(app.addr, "/v1/tail", &[("Last-Event-ID", &resume)]).await;
+    let mut again = Streaming::open(app.addr, "/v1/tail", &[("Last-Event-ID", &resume)]).await;
     for event in &missed {
         assert!(
             again
@@ -150,8 +150,7 @@ async fn a_client_resumes_after_its_last_event_id() {
     assert!(!again.received.contains("event: gap"));
 
     // An id that is not ours starts at the present.
-    let mut fresh =
-        Streaming::open_with(app.addr, "/v1/tail", &[("Last-Event-ID", "nonsense")]).await;
+    let mut fresh = Streaming::open(app.addr, "/v1/tail", &[("Last-Event-ID", "nonsense")]).await;
     assert!(fresh.wait_for(": connected", Duration::from_secs(10)).await);
     let later = event_at("checkout", "later", Utc::now());
     app.xadd(&app.keys.stream(0), &later).await;
@@ -188,7 +187,7 @@ async fn a_resume_past_trimmed_entries_announces_the_gap() {
             n => format!("{ms}-{}", n - 1),
         }
     };
-    let mut tail = Streaming::open_with(app.addr, "/v1/tail", &[("Last-Event-ID", &before)]).await;
+    let mut tail = Streaming::open(app.addr, "/v1/tail", &[("Last-Event-ID", &before)]).await;
     assert!(
         tail.wait_for(&kept.id.to_string(), Duration::from_secs(10))
             .await,
@@ -227,7 +226,7 @@ async fn one_key_cannot_take_every_tail() {
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut tail =
-            Streaming::open_with(app.addr, "/v1/tail", &[("Authorization", &greedy_auth)]).await;
+            Streaming::open(app.addr, "/v1/tail", &[("Authorization", &greedy_auth)]).await;
         assert!(tail.wait_for(": connected", Duration::from_secs(10)).await);
         held.push(tail);
     }
@@ -236,8 +235,7 @@ async fn one_key_cannot_take_every_tail() {
     assert_eq!(res.error_code(), "too_many_tails_for_key");
     // Another key still gets one.
     let other_auth = auth(&other);
-    let mut theirs =
-        Streaming::open_with(app.addr, "/v1/tail", &[("Authorization", &other_auth)]).await;
+    let mut theirs = Streaming::open(app.addr, "/v1/tail", &[("Authorization", &other_auth)]).await;
     assert!(
         theirs
             .wait_for(": connected", Duration::from_secs(10))
@@ -249,7 +247,7 @@ async fn one_key_cannot_take_every_tail() {
     drop(held.pop());
     let freed = wait_until(Duration::from_secs(10), || async {
         let mut again =
-            Streaming::open_with(app.addr, "/v1/tail", &[("Authorization", &greedy_auth)]).await;
+            Streaming::open(app.addr, "/v1/tail", &[("Authorization", &greedy_auth)]).await;
         again
             .wait_for(": connected", Duration::from_millis(500))
             .await
@@ -261,7 +259,7 @@ async fn one_key_cannot_take_every_tail() {
 #[tokio::test]
 async fn a_tail_ends_after_its_lifetime_and_frees_its_place() {
     let app = open_app(&["--tail-max-seconds", "1", "--max-tails", "1"]).await;
-    let mut tail = Streaming::open(app.addr, "/v1/tail").await;
+    let mut tail = Streaming::open(app.addr, "/v1/tail", &[]).await;
     assert!(tail.wait_for(": connected", Duration::from_secs(10)).await);
     assert!(
         tail.wait_for("event: end", Duration::from_secs(10)).await,
@@ -276,7 +274,7 @@ async fn a_tail_ends_after_its_lifetime_and_frees_its_place() {
     })
     .await;
     assert!(freed);
-    let mut next = Streaming::open(app.addr, "/v1/tail").await;
+    let mut next = Streaming::open(app.addr, "/v1/tail", &[]).await;
     assert!(
         next.wait_for(": connected", Duration::from_secs(10)).await,
         "{}",
