@@ -17,8 +17,8 @@
 //! that do not answer, a cluster whose slots are not all served, a
 //! `REDIS_URL` pointed at a cluster node, or cluster nodes that are not one.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use deadpool_redis::{Manager, Pool, Runtime};
 use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
@@ -77,8 +77,123 @@ pub enum Redis {
         client: Arc<ClusterClient>,
         /// Shared by ordinary calls; blocking reads open their own
         /// ([`Redis::own_connection`]).
-        conn: ClusterConnection,
+        conn: Arc<HealingCluster>,
     },
+}
+
+/// A cluster connection that is replaced when it stops answering.
+///
+/// redis-rs's async `ClusterConnection` (1.8.1, 1.8.2 and 2.0.0-rc.2 alike)
+/// can stop for good when a master dies while many requests are in flight
+/// on it (the worker's claims: a pipeline per claim group, dozens at once):
+/// its slot refresh never completes, every call times out, long after the
+/// cluster is whole again, while a new connection from the same client
+/// answers at once. It also keeps sending a frozen master's slots to it
+/// (a response timeout does not refresh its slot map) after the master's
+/// replica has taken over, until the old master answers again. So a
+/// connection that has not answered for [`HealingCluster::stuck_after`]
+/// while calls failed is rebuilt in the background (a try per response
+/// timeout until one succeeds: a cluster that is failing over refuses new
+/// connections until its slots are served again), and callers get the new
+/// one from then on.
+pub struct HealingCluster {
+    client: Arc<ClusterClient>,
+    current: RwLock<ClusterConnection>,
+    /// No answer for this long while calls fail: rebuild.
+    stuck_after: Duration,
+    /// Between two tries to rebuild.
+    retry_every: Duration,
+    health: Mutex<Health>,
+}
+
+struct Health {
+    last_answer: Instant,
+    last_rebuild: Instant,
+    rebuilding: bool,
+}
+
+impl HealingCluster {
+    fn new(
+        client: Arc<ClusterClient>,
+        conn: ClusterConnection,
+        response_timeout: Duration,
+    ) -> Self {
+        let now = Instant::now();
+        HealingCluster {
+            client,
+            current: RwLock::new(conn),
+            stuck_after: 2 * response_timeout,
+            retry_every: response_timeout,
+            health: Mutex::new(Health {
+                last_answer: now,
+                last_rebuild: now,
+                rebuilding: false,
+            }),
+        }
+    }
+
+    fn connection(&self) -> ClusterConnection {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Notes a call's outcome; after a failure, starts a rebuild when the
+    /// connection looks stuck.
+    fn observe<T>(self: &Arc<Self>, result: &RedisResult<T>) {
+        let answered = match result {
+            Ok(_) => true,
+            // The server answered (an error reply), or the failure is not
+            // the connection's.
+            Err(e) => !(e.is_timeout() || e.is_io_error() || e.is_connection_dropped()),
+        };
+        let mut health = self
+            .health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        if answered {
+            health.last_answer = now;
+            return;
+        }
+        if health.rebuilding
+            || now - health.last_answer < self.stuck_after
+            || now - health.last_rebuild < self.retry_every
+        {
+            return;
+        }
+        health.rebuilding = true;
+        health.last_rebuild = now;
+        drop(health);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let built =
+                tokio::time::timeout(this.stuck_after * 2, this.client.get_async_connection())
+                    .await;
+            let mut health = this
+                .health
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            health.rebuilding = false;
+            match built {
+                Ok(Ok(conn)) => {
+                    tracing::warn!("the Redis Cluster connection stopped answering; replaced it");
+                    *this
+                        .current
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = conn;
+                    health.last_answer = Instant::now();
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot replace the stuck Redis Cluster connection yet")
+                }
+                Err(_) => tracing::warn!(
+                    "cannot replace the stuck Redis Cluster connection yet: timed out"
+                ),
+            }
+        });
+    }
 }
 
 impl Redis {
@@ -116,9 +231,10 @@ impl Redis {
                     Ok(conn) => conn,
                     Err(e) => return Err(diagnose_seeds(args, nodes, e.to_string()).await),
                 };
+                let client = Arc::new(client);
                 let redis = Redis::Cluster {
-                    client: Arc::new(client),
-                    conn,
+                    conn: Arc::new(HealingCluster::new(client.clone(), conn, response_timeout)),
+                    client,
                 };
                 // A node that answers but serves no slot leaves the client
                 // no connection to send `CLUSTER INFO` on: ask it directly.
@@ -183,8 +299,13 @@ impl Redis {
     pub async fn own_connection(&self) -> RedisResult<RedisConn> {
         match self {
             Redis::Single(pool) => Ok(RedisConn::Pooled(pool.get().await.map_err(pool_error)?)),
-            Redis::Cluster { client, .. } => {
-                Ok(RedisConn::Cluster(client.get_async_connection().await?))
+            Redis::Cluster { client, conn } => {
+                let own = client.get_async_connection().await?;
+                Ok(RedisConn::Cluster(Arc::new(HealingCluster::new(
+                    client.clone(),
+                    own,
+                    conn.retry_every,
+                ))))
             }
         }
     }
@@ -292,7 +413,7 @@ impl Redis {
             }
             Redis::Cluster { conn, .. } => {
                 let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
-                match conn.clone().route_command(info, routing).await {
+                match conn.connection().route_command(info, routing).await {
                     Ok(Value::Map(answers)) => answers.into_iter().map(|(_, v)| v).collect(),
                     Ok(other) => vec![other],
                     Err(e) => return Err(e.to_string()),
@@ -312,15 +433,14 @@ impl Redis {
 
     /// Each master's answer to `PING` (empty on one server).
     pub async fn masters(&self) -> Result<Vec<MasterStatus>, String> {
-        let Redis::Cluster { conn, .. } = self else {
+        let Redis::Cluster { conn: healing, .. } = self else {
             return Ok(Vec::new());
         };
-        let mut conn = conn.clone();
+        let mut conn = healing.connection();
         let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
-        let reply = conn
-            .route_command(redis::cmd("PING"), routing)
-            .await
-            .map_err(|e| e.to_string())?;
+        let reply = conn.route_command(redis::cmd("PING"), routing).await;
+        healing.observe(&reply);
+        let reply = reply.map_err(|e| e.to_string())?;
         let Value::Map(answers) = reply else {
             return Err(format!("PING to every master answered {reply:?}"));
         };
@@ -539,7 +659,8 @@ pub enum RedisConn {
     Multiplexed(MultiplexedConnection),
     /// Reconnects by itself (the gateway's publishing connections).
     Managed(ConnectionManager),
-    Cluster(ClusterConnection),
+    /// Replaced when it stops answering ([`HealingCluster`]).
+    Cluster(Arc<HealingCluster>),
 }
 
 /// A clone shares the connection (all of them are multiplexed): cloning a
@@ -561,7 +682,14 @@ impl ConnectionLike for RedisConn {
             RedisConn::Pooled(c) => c.req_packed_command(cmd),
             RedisConn::Multiplexed(c) => c.req_packed_command(cmd),
             RedisConn::Managed(c) => c.req_packed_command(cmd),
-            RedisConn::Cluster(c) => c.req_packed_command(cmd),
+            RedisConn::Cluster(c) => {
+                let healing = c.clone();
+                Box::pin(async move {
+                    let result = healing.connection().req_packed_command(cmd).await;
+                    healing.observe(&result);
+                    result
+                })
+            }
         }
     }
 
@@ -575,7 +703,17 @@ impl ConnectionLike for RedisConn {
             RedisConn::Pooled(c) => c.req_packed_commands(pipeline, offset, count),
             RedisConn::Multiplexed(c) => c.req_packed_commands(pipeline, offset, count),
             RedisConn::Managed(c) => c.req_packed_commands(pipeline, offset, count),
-            RedisConn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            RedisConn::Cluster(c) => {
+                let healing = c.clone();
+                Box::pin(async move {
+                    let result = healing
+                        .connection()
+                        .req_packed_commands(pipeline, offset, count)
+                        .await;
+                    healing.observe(&result);
+                    result
+                })
+            }
         }
     }
 
@@ -584,7 +722,7 @@ impl ConnectionLike for RedisConn {
             RedisConn::Pooled(c) => c.get_db(),
             RedisConn::Multiplexed(c) => c.get_db(),
             RedisConn::Managed(c) => c.get_db(),
-            RedisConn::Cluster(c) => c.get_db(),
+            RedisConn::Cluster(c) => c.connection().get_db(),
         }
     }
 }

@@ -1,7 +1,10 @@
 //! The chaos runner (`eventline-load chaos`, `make chaos`): the load
 //! generator, end to end, against a real local stack while faults are
 //! injected, one scenario after the other on the same stack; after each, the
-//! accepted events are checked against PostgreSQL.
+//! accepted events are checked against PostgreSQL. The `cluster-*`
+//! scenarios run afterwards on a second stack whose Redis is a Redis Cluster
+//! (three masters, three replicas, `STREAM_SHARDS=3`), once per gateway
+//! `REDIS_MIN_REPLICAS_ACK` setting they are measured with.
 //!
 //! Per scenario it reports events accepted, stored, lost, duplicated,
 //! dead-lettered, the longest stall (the longest time nothing was committed
@@ -11,8 +14,9 @@
 //! re-sends after a broken connection is one event, as it would be for a
 //! real client retrying.
 //!
-//! - [`stack`]: Redis (AOF, `appendfsync everysec`), PostgreSQL, the proxy,
-//!   the gateway and the workers as child processes;
+//! - [`stack`]: Redis (AOF, `appendfsync everysec`; one server or a
+//!   cluster), PostgreSQL, the proxy, the gateway and the workers as child
+//!   processes;
 //! - [`proxy`]: the TCP proxy between the workers and PostgreSQL;
 //! - [`scenario`]: the faults and their timing;
 //! - [`probe`]: what Redis and PostgreSQL say about progress.
@@ -33,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command};
 use scenario::{Kind, Timing};
-use stack::{Stack, StackOptions};
+use stack::{CLUSTER_SHARDS, RedisBackend, RedisMode, Stack, StackOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChaosError {
@@ -76,10 +80,11 @@ pub struct ChaosArgs {
     /// Keep the scratch directory (logs, Redis AOF, PostgreSQL data).
     #[arg(long)]
     pub keep: bool,
-    /// Short faults and windows, for `make test` (about a minute).
+    /// Short faults and windows, for `make test` (about two minutes).
     #[arg(long)]
     pub quick: bool,
-    /// Only these scenarios (comma-separated), in this order.
+    /// Only these scenarios (comma-separated), in this order (the
+    /// `cluster-*` ones after the others, on the Redis Cluster stack).
     #[arg(long, value_delimiter = ',', value_enum)]
     pub scenarios: Vec<Kind>,
     /// Worker processes.
@@ -88,7 +93,8 @@ pub struct ChaosArgs {
     /// Events per second sent during each scenario (default 8000; --quick 1000).
     #[arg(long)]
     pub rate: Option<f64>,
-    /// Seconds of load per scenario (default 45; --quick 8).
+    /// Seconds of load per scenario (default 45; --quick 8, and 12 for the
+    /// `cluster-*` scenarios).
     #[arg(long)]
     pub window: Option<u64>,
     /// Seed of the fault schedule and the events.
@@ -97,13 +103,33 @@ pub struct ChaosArgs {
     /// Write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// The services' `RUST_LOG` (their logs are in the scratch directory;
+    /// keep it with --keep), e.g. `warn,redis=debug` to follow the Redis
+    /// client through a failover.
+    #[arg(long, default_value = "warn")]
+    pub service_log: String,
 }
 
 /// One scenario's outcome.
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
     pub scenario: String,
+    /// On the Redis Cluster stack: the gateway's `REDIS_MIN_REPLICAS_ACK`
+    /// (None on the single-Redis stack).
+    pub min_replicas_ack: Option<u32>,
+    /// Whether losing accepted events is the documented behaviour here, not
+    /// a failure: a failover with `REDIS_MIN_REPLICAS_ACK=0` (asynchronous
+    /// replication) may lose what the master acknowledged and had not yet
+    /// sent to its replica. The loss is still counted and shown; a stream
+    /// that did not drain fails the scenario all the same (what is missing
+    /// may be waiting in it).
+    pub loss_allowed: bool,
     pub faults: Vec<String>,
+    /// `cluster-*`: events of the load accepted between the replica's
+    /// takeover and the old master's return (the gateway's counter).
+    pub accepted_while_failed_over: Option<u64>,
+    /// What went wrong beyond the counts; any fails the scenario.
+    pub problems: Vec<String>,
     pub accepted: u64,
     pub stored: u64,
     pub lost: u64,
@@ -127,8 +153,9 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn ok(&self) -> bool {
-        self.lost == 0
+        (self.lost == 0 || self.loss_allowed)
             && self.duplicated == 0
+            && self.problems.is_empty()
             && self.unexpected == 0
             && self.abandoned == 0
             && self.dead_lettered == self.expected_dead_letters
@@ -145,9 +172,13 @@ pub struct Summary {
     pub workers: usize,
     pub rate: f64,
     pub window_seconds: u64,
+    /// The window of the `cluster-*` scenarios.
+    pub cluster_window_seconds: u64,
     pub scenarios: Vec<Outcome>,
     pub accepted: u64,
     pub lost: u64,
+    /// Of `lost`, what scenarios that allow a loss lost (and drained).
+    pub lost_allowed: u64,
     pub duplicated: u64,
     /// Every service exited 0 on SIGTERM at the end.
     pub clean_shutdown: bool,
@@ -162,7 +193,7 @@ impl Summary {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "\n{:<16} {:>9} {:>9} {:>5} {:>5} {:>5} {:>8} {:>8} {:>9}  drained",
+            "\n{:<W$} {:>9} {:>9} {:>6} {:>5} {:>5} {:>8} {:>8} {:>9}  drained",
             "scenario",
             "accepted",
             "stored",
@@ -173,20 +204,33 @@ impl Summary {
             "stall s",
             "conn err"
         );
+        let mut on_cluster = false;
         for o in &self.scenarios {
+            if o.min_replicas_ack.is_some() && !on_cluster {
+                on_cluster = true;
+                let _ = writeln!(
+                    out,
+                    "on a Redis Cluster (3 masters, 3 replicas, STREAM_SHARDS={CLUSTER_SHARDS}); ack=n: the gateway's REDIS_MIN_REPLICAS_ACK"
+                );
+            }
             let drained = match (o.drained_after_seconds, o.drained_after_load_seconds) {
                 (Some(fault), Some(load)) => {
                     format!("yes: {load:.1} s after the load, {fault:.1} s after the last fault")
                 }
                 _ => "NO (not within 60 s of the last fault)".into(),
             };
+            let label = match o.min_replicas_ack {
+                Some(n) => format!("{} ack={n}", o.scenario),
+                None => o.scenario.clone(),
+            };
+            let lost = format!("{}{}", o.lost, if o.loss_allowed { "*" } else { "" });
             let _ = writeln!(
                 out,
-                "{:<16} {:>9} {:>9} {:>5} {:>5} {:>5} {:>8} {:>8.1} {:>9}  {}",
-                o.scenario,
+                "{:<W$} {:>9} {:>9} {:>6} {:>5} {:>5} {:>8} {:>8.1} {:>9}  {}",
+                label,
                 o.accepted,
                 o.stored,
-                o.lost,
+                lost,
                 o.duplicated,
                 o.dead_lettered,
                 o.retried_429_503,
@@ -195,12 +239,20 @@ impl Summary {
                 drained
             );
             for f in &o.faults {
-                let _ = writeln!(out, "{:<16}   {f}", "");
+                let _ = writeln!(out, "{:<W$}   {f}", "");
+            }
+            if o.loss_allowed {
+                let why = if o.drained_after_seconds.is_some() {
+                    "* loss allowed, not a failure: with REDIS_MIN_REPLICAS_ACK=0 a 202 does not wait for a replica, and a failover loses what the master had not replicated (ADR 0060)"
+                } else {
+                    "* the stream did not drain: what is missing may still wait in it, not be lost to the failover"
+                };
+                let _ = writeln!(out, "{:<W$}   {why}", "");
             }
         }
         let _ = writeln!(
             out,
-            "{:<16} {:>9} {:>9} {:>5} {:>5}",
+            "{:<W$} {:>9} {:>9} {:>6} {:>5}",
             "all",
             self.accepted,
             self.scenarios.iter().map(|o| o.stored).sum::<u64>(),
@@ -215,15 +267,21 @@ impl Summary {
             } else {
                 "NOT all exited 0"
             },
-            if self.ok() {
-                "PASS: nothing lost, nothing stored twice, drained after every fault"
-            } else {
-                "FAIL"
+            match (self.ok(), self.lost_allowed) {
+                (true, 0) =>
+                    "PASS: nothing lost, nothing stored twice, drained after every fault".to_owned(),
+                (true, n) => format!(
+                    "PASS: nothing stored twice, drained after every fault; nothing lost but the {n} events a failover with REDIS_MIN_REPLICAS_ACK=0 may lose"
+                ),
+                (false, _) => "FAIL".to_owned(),
             }
         );
         out
     }
 }
+
+/// The width of the table's first column.
+const W: usize = 22;
 
 fn default_bin_dir() -> Result<PathBuf, ChaosError> {
     let exe = std::env::current_exe().map_err(|e| ChaosError::io("locating this binary", e))?;
@@ -253,6 +311,7 @@ fn stack_options(
     args: &ChaosArgs,
     timing: &Timing,
     dir: PathBuf,
+    redis: RedisMode,
 ) -> Result<StackOptions, ChaosError> {
     Ok(StackOptions {
         bin_dir: match &args.bin_dir {
@@ -263,10 +322,46 @@ fn stack_options(
         workers: args.workers.max(1),
         high_water: timing.high_water,
         worker_env: timing.worker_env(),
+        redis,
+        log_filter: args.service_log.clone(),
     })
 }
 
-/// Runs every scenario on one stack and returns what happened.
+/// One run of a scenario: on the cluster stack, with the gateway's
+/// `REDIS_MIN_REPLICAS_ACK` (`cluster-failover` runs once per setting).
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    kind: Kind,
+    min_replicas_ack: Option<u32>,
+}
+
+/// The runs of `kinds` on each stack: the single-Redis one's in the order
+/// given, then the cluster one's.
+fn plan_runs(kinds: &[Kind]) -> (Vec<Run>, Vec<Run>) {
+    let single = kinds
+        .iter()
+        .filter(|k| !k.needs_cluster())
+        .map(|&kind| Run {
+            kind,
+            min_replicas_ack: None,
+        })
+        .collect();
+    let cluster = kinds
+        .iter()
+        .filter(|k| k.needs_cluster())
+        .flat_map(|&kind| {
+            kind.replica_acks().iter().map(move |&n| Run {
+                kind,
+                min_replicas_ack: Some(n),
+            })
+        })
+        .collect();
+    (single, cluster)
+}
+
+/// Runs every scenario (the single-Redis stack's, then the cluster
+/// stack's, each stack started for its scenarios and stopped after them)
+/// and returns what happened.
 pub async fn run(args: &ChaosArgs) -> Result<Summary, ChaosError> {
     let timing = Timing::new(args.quick, args.window);
     let rate = args
@@ -277,20 +372,16 @@ pub async fn run(args: &ChaosArgs) -> Result<Summary, ChaosError> {
     } else {
         args.scenarios.clone()
     };
+    let (single, cluster) = plan_runs(&kinds);
     let (dir, temp) = scratch_dir(args);
-    let options = stack_options(args, &timing, dir.clone())?;
     eprintln!(
-        "chaos: {} scenarios, {} workers, {rate} events/s for {} s each; data and logs in {}",
-        kinds.len(),
-        options.workers,
+        "chaos: {} scenario runs, {} workers, {rate} events/s for {} s each ({} s on the cluster); data and logs in {}",
+        single.len() + cluster.len(),
+        args.workers.max(1),
         timing.window.as_secs(),
+        timing.cluster_window.as_secs(),
         dir.display()
     );
-    let mut stack = Stack::start(&options).await?;
-    if args.keep {
-        stack.redis.keep_data();
-        stack.pg.keep_data();
-    }
     // SIGINT or SIGTERM ends the run with the servers and services stopped
     // (their owners dropped) rather than left behind.
     let interrupted = eventline_shared::shutdown::on_signal()
@@ -300,14 +391,49 @@ pub async fn run(args: &ChaosArgs) -> Result<Summary, ChaosError> {
         rate,
         seed: args.seed,
     };
-    let (outcomes, failure) = run_scenarios(&mut stack, &kinds, &load, &interrupted).await;
+    let mut outcomes = Vec::new();
+    let mut failure = None;
+    let mut clean_shutdown = true;
+    let stacks = [
+        (RedisMode::Single, single, dir.clone()),
+        (RedisMode::Cluster, cluster, dir.join("cluster")),
+    ];
+    for (mode, runs, stack_dir) in stacks {
+        if runs.is_empty() || failure.is_some() || interrupted.is_cancelled() {
+            continue;
+        }
+        let options = stack_options(args, &timing, stack_dir, mode)?;
+        if mode == RedisMode::Cluster {
+            eprintln!("chaos: starting the Redis Cluster stack");
+        }
+        let mut stack = match Stack::start(&options).await {
+            Ok(stack) => stack,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        };
+        if args.keep {
+            stack.keep_data();
+        }
+        let first_seed = outcomes.len() as u64;
+        let (mut done, failed) =
+            run_scenarios(&mut stack, &runs, &load, first_seed, &interrupted).await;
+        outcomes.append(&mut done);
+        failure = failed;
+        if let Err(e) = stack.stop().await {
+            eprintln!("chaos: stopping the services: {e}");
+            clean_shutdown = false;
+        }
+        if args.keep
+            && let Err(e) = stack.save_cluster_logs()
+        {
+            eprintln!("chaos: keeping the cluster's logs: {e}");
+        }
+        drop(stack);
+    }
     // Ends the signal watcher's task.
     interrupted.cancel();
-    let stopped = stack.stop().await;
-    if let Err(e) = &stopped {
-        eprintln!("chaos: stopping the services: {e}");
-    }
-    drop(stack);
     if temp && !args.keep {
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -316,14 +442,20 @@ pub async fn run(args: &ChaosArgs) -> Result<Summary, ChaosError> {
     }
     let summary = Summary {
         quick: args.quick,
-        workers: options.workers,
+        workers: args.workers.max(1),
         rate,
         window_seconds: timing.window.as_secs(),
+        cluster_window_seconds: timing.cluster_window.as_secs(),
         accepted: outcomes.iter().map(|o| o.accepted).sum(),
         lost: outcomes.iter().map(|o| o.lost).sum(),
+        lost_allowed: outcomes
+            .iter()
+            .filter(|o| o.loss_allowed && o.drained_after_seconds.is_some())
+            .map(|o| o.lost)
+            .sum(),
         duplicated: outcomes.iter().map(|o| o.duplicated).sum(),
         scenarios: outcomes,
-        clean_shutdown: stopped.is_ok(),
+        clean_shutdown,
     };
     if let Some(path) = &args.json {
         let json =
@@ -342,31 +474,37 @@ struct Load<'a> {
     seed: u64,
 }
 
-/// The scenarios one after the other until one fails or the run is
-/// interrupted: the outcomes so far, and the error that ended them.
+/// The runs one after the other until one fails or the run is interrupted:
+/// the outcomes so far, and the error that ended them. The `i`-th run's
+/// seed is the load's seed + `first_seed` + `i`.
 async fn run_scenarios(
     stack: &mut Stack,
-    kinds: &[Kind],
+    runs: &[Run],
     load: &Load<'_>,
+    first_seed: u64,
     interrupted: &CancellationToken,
 ) -> (Vec<Outcome>, Option<ChaosError>) {
     let mut outcomes = Vec::new();
-    for (i, kind) in kinds.iter().enumerate() {
+    for (i, run) in runs.iter().enumerate() {
+        let setting = run
+            .min_replicas_ack
+            .map(|n| format!(" with REDIS_MIN_REPLICAS_ACK={n}"))
+            .unwrap_or_default();
         eprintln!(
-            "chaos: scenario {} ({}/{})",
-            kind.name(),
+            "chaos: scenario {}{setting} ({}/{})",
+            run.kind.name(),
             i + 1,
-            kinds.len()
+            runs.len()
         );
-        let seed = load.seed + i as u64;
+        let seed = load.seed + first_seed + i as u64;
         let result = tokio::select! {
-            r = run_scenario(stack, *kind, load.timing, load.rate, seed) => r,
+            r = run_scenario(stack, *run, load.timing, load.rate, seed) => r,
             () = interrupted.cancelled() => Err(ChaosError::Setup("interrupted".into())),
         };
         match result {
             Ok(outcome) => {
                 eprintln!(
-                    "chaos: {}: {} accepted, {} lost, {} duplicated",
+                    "chaos: {}{setting}: {} accepted, {} lost, {} duplicated",
                     outcome.scenario, outcome.accepted, outcome.lost, outcome.duplicated
                 );
                 outcomes.push(outcome);
@@ -386,7 +524,7 @@ fn load_args(
     rate: f64,
     seed: u64,
 ) -> Result<Box<crate::cli::RunArgs>, ChaosError> {
-    let window = timing.window.as_secs().to_string();
+    let window = timing.window_of(kind).as_secs().to_string();
     let rate_arg = format!("{rate}");
     let seed_arg = seed.to_string();
     let target = stack.gateway_url();
@@ -458,7 +596,7 @@ async fn drained_at(
 
 /// What a scenario measured, beside the load's report.
 struct Measured {
-    faults: Vec<String>,
+    injected: scenario::Injected,
     dead_lettered: u64,
     longest_stall: Duration,
     load_end: Instant,
@@ -466,14 +604,41 @@ struct Measured {
     drained_at: Option<Instant>,
 }
 
+/// The probe of the stack's Redis (all shards on the cluster).
+async fn probe(stack: &Stack) -> Result<probe::Probe, ChaosError> {
+    let nodes;
+    let target = match &stack.redis {
+        RedisBackend::Single(redis) => {
+            nodes = vec![redis.url()];
+            probe::Target::Single(&nodes[0])
+        }
+        RedisBackend::Cluster(cluster) => {
+            nodes = cluster.urls();
+            probe::Target::Cluster {
+                nodes: &nodes,
+                shards: CLUSTER_SHARDS,
+            }
+        }
+    };
+    probe::Probe::new(target, &stack.database_url).await
+}
+
 async fn run_scenario(
     stack: &mut Stack,
-    kind: Kind,
+    run: Run,
     timing: &Timing,
     rate: f64,
     seed: u64,
 ) -> Result<Outcome, ChaosError> {
-    let probe = probe::Probe::new(&stack.redis.url(), &stack.database_url).await?;
+    let kind = run.kind;
+    if let Some(n) = run.min_replicas_ack {
+        // Healthy before it starts (the last scenario waited for it too),
+        // and the gateway restarted when its setting changes.
+        let cluster = stack.cluster()?;
+        tokio::task::block_in_place(|| cluster.wait_healthy())?;
+        stack.set_min_replicas_ack(n).await?;
+    }
+    let probe = probe(stack).await?;
     let dlq_before = probe.dlq_len().await.unwrap_or(0);
     let stop_watch = CancellationToken::new();
     let watcher = tokio::spawn(probe.clone().longest_stall(stop_watch.clone()));
@@ -482,14 +647,14 @@ async fn run_scenario(
     let load = tokio::spawn(async move { crate::run(&run_args).await });
 
     let started = Instant::now();
-    let faults = scenario::inject(stack, kind, timing, seed, started).await;
+    let injected = scenario::inject(stack, kind, timing, seed, started).await;
     let last_fault_end = Instant::now();
-    let faults = faults?;
+    let injected = injected?;
     eprintln!(
         "chaos:   faults over at {:.1} s",
         (last_fault_end - started).as_secs_f64()
     );
-    let load_end = started + timing.window;
+    let load_end = started + timing.window_of(kind);
     let drained_at = drained_at(&probe, load_end, last_fault_end).await;
 
     let report = load
@@ -501,19 +666,19 @@ async fn run_scenario(
     let longest_stall = watcher.await.unwrap_or_default();
     let dlq_after = probe.dlq_len().await.unwrap_or(dlq_before);
     let measured = Measured {
-        faults,
+        injected,
         dead_lettered: dlq_after.saturating_sub(dlq_before),
         longest_stall,
         load_end,
         last_fault_end,
         drained_at,
     };
-    outcome(kind, timing, report, measured)
+    outcome(run, timing, report, measured)
 }
 
 /// The scenario's outcome from the load's report and what it measured.
 fn outcome(
-    kind: Kind,
+    run: Run,
     timing: &Timing,
     report: crate::stats::Report,
     m: Measured,
@@ -527,7 +692,7 @@ fn outcome(
         .filter(|(s, _)| **s == 429 || **s == 503)
         .map(|(_, n)| *n)
         .sum();
-    let (expected_dead_letters, max_stall) = match kind {
+    let (expected_dead_letters, max_stall) = match run.kind {
         Kind::Poison => (
             timing.poison_rounds * scenario::POISON_PER_ROUND,
             Some(scenario::POISON_MAX_STALL.as_secs_f64()),
@@ -535,10 +700,14 @@ fn outcome(
         _ => (0, None),
     };
     Ok(Outcome {
-        scenario: kind.name().into(),
+        scenario: run.kind.name().into(),
+        min_replicas_ack: run.min_replicas_ack,
+        loss_allowed: run.kind == Kind::ClusterFailover && run.min_replicas_ack == Some(0),
         expected_dead_letters,
         max_stall_seconds: max_stall,
-        faults: m.faults,
+        faults: m.injected.faults,
+        accepted_while_failed_over: m.injected.accepted_while_failed_over,
+        problems: m.injected.problems,
         accepted: e2e.expected,
         stored: e2e.stored,
         lost: e2e.lost,

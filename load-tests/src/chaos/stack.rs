@@ -1,7 +1,9 @@
-//! The stack under test: a Redis persisting to its append-only file
-//! (`appendfsync everysec`), a PostgreSQL, the TCP proxy between the workers
-//! and PostgreSQL, one gateway and several workers, each service the real
-//! binary in a child process that the runner may kill and start again.
+//! The stack under test: Redis — one server persisting to its append-only
+//! file (`appendfsync everysec`), or a Redis Cluster of three masters and
+//! three replicas ([`LocalRedisCluster`], append-only files too) — a
+//! PostgreSQL, the TCP proxy between the workers and PostgreSQL, one gateway
+//! and several workers, each service the real binary in a child process that
+//! the runner may kill and start again.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,6 +11,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use eventline_shared::testkit;
+use eventline_shared::testkit::cluster::LocalRedisCluster;
 use eventline_shared::testkit::servers::{self, LocalPostgres, LocalRedis};
 use tokio::process::{Child, Command};
 
@@ -24,6 +27,41 @@ pub struct StackOptions {
     pub high_water: u64,
     /// Worker settings (env) beyond the defaults.
     pub worker_env: Vec<(String, String)>,
+    /// One Redis server, or a Redis Cluster.
+    pub redis: RedisMode,
+    /// The services' `RUST_LOG`.
+    pub log_filter: String,
+}
+
+/// Which Redis the stack runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisMode {
+    Single,
+    /// A cluster of three masters (each with a replica), the services given
+    /// `REDIS_CLUSTER_NODES` and [`CLUSTER_SHARDS`] stream shards.
+    Cluster,
+}
+
+/// `STREAM_SHARDS` on the cluster: one shard per master.
+pub const CLUSTER_SHARDS: u32 = 3;
+
+/// The stack's Redis.
+pub enum RedisBackend {
+    Single(LocalRedis),
+    Cluster(LocalRedisCluster),
+}
+
+impl RedisBackend {
+    /// What a service is given to reach it.
+    fn env(&self) -> Vec<(String, String)> {
+        match self {
+            RedisBackend::Single(redis) => vec![("REDIS_URL".into(), redis.url())],
+            RedisBackend::Cluster(cluster) => vec![
+                ("REDIS_CLUSTER_NODES".into(), cluster.urls().join(",")),
+                ("STREAM_SHARDS".into(), CLUSTER_SHARDS.to_string()),
+            ],
+        }
+    }
 }
 
 /// One service: its binary, environment and, while it runs, the child.
@@ -130,10 +168,32 @@ impl Service {
     pub fn starts(&self) -> u32 {
         self.starts
     }
+
+    /// Sets `key` for the next start (replacing its value, if any).
+    pub fn set_env(&mut self, key: &str, value: String) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_owned(), value));
+    }
+
+    /// The value of `key` it is started with.
+    pub fn env(&self, key: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// SIGTERM, a clean exit, then started again (with its env as it is now).
+    pub async fn stop_and_start(&mut self) -> Result<(), ChaosError> {
+        self.stop().await?;
+        self.start().await
+    }
 }
 
 pub struct Stack {
-    pub redis: LocalRedis,
+    /// The scratch directory of this stack.
+    pub dir: PathBuf,
+    pub redis: RedisBackend,
     pub pg: LocalPostgres,
     pub proxy: Proxy,
     pub gateway: Service,
@@ -157,28 +217,30 @@ fn binary(bin_dir: &Path, name: &str) -> Result<PathBuf, ChaosError> {
 }
 
 /// What every service is given: the Redis and PostgreSQL to use, JSON logs
-/// at `warn`.
-fn common_env(redis_url: &str, db_url: &str) -> Vec<(String, String)> {
-    [
-        ("REDIS_URL", redis_url.to_owned()),
-        ("DATABASE_URL", db_url.to_owned()),
-        ("LOG_FORMAT", "json".into()),
-        ("RUST_LOG", "warn".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
+/// filtered by `log_filter` (`warn` unless asked).
+fn common_env(redis: &RedisBackend, db_url: &str, log_filter: &str) -> Vec<(String, String)> {
+    let mut env = redis.env();
+    env.extend(
+        [
+            ("DATABASE_URL", db_url.to_owned()),
+            ("LOG_FORMAT", "json".into()),
+            ("RUST_LOG", log_filter.to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    env
 }
 
 /// The gateway's: keys with the test pepper, the high-water mark, and rate
 /// limits no load of the runner reaches.
-fn gateway_env(redis_url: &str, db_url: &str, high_water: u64) -> Vec<(String, String)> {
-    let mut env = common_env(redis_url, db_url);
+fn gateway_env(o: &StackOptions, redis: &RedisBackend, db_url: &str) -> Vec<(String, String)> {
+    let mut env = common_env(redis, db_url, &o.log_filter);
     env.extend(
         [
             // The test pepper: the stack's keys and database die with it.
             ("KEY_PEPPER", testkit::PEPPER.to_owned()),
-            ("STREAM_HIGH_WATER", high_water.to_string()),
+            ("STREAM_HIGH_WATER", o.high_water.to_string()),
             ("RATE_LIMIT_KEY_PER_SECOND", "100000000".into()),
             ("RATE_LIMIT_KEY_BURST", "100000000".into()),
             ("RATE_LIMIT_IP_PER_SECOND", "100000000".into()),
@@ -232,7 +294,16 @@ impl Stack {
         std::fs::create_dir_all(o.dir.join("logs"))
             .map_err(|e| ChaosError::io(format!("creating {}", o.dir.display()), e))?;
 
-        let redis = LocalRedis::start_in(o.dir.join("redis"), "everysec")?;
+        let redis = match o.redis {
+            RedisMode::Single => {
+                RedisBackend::Single(LocalRedis::start_in(o.dir.join("redis"), "everysec")?)
+            }
+            // Six processes and `redis-cli --cluster create`: off the
+            // runtime's threads.
+            RedisMode::Cluster => {
+                RedisBackend::Cluster(tokio::task::block_in_place(LocalRedisCluster::start)?)
+            }
+        };
         let pg = LocalPostgres::start_in(o.dir.join("pg"))?;
         let database_url = pg.url();
         let api_key = prepare_database(&database_url).await?;
@@ -245,7 +316,7 @@ impl Stack {
         let mut gateway = Service::new(
             "gateway".into(),
             gateway_bin,
-            gateway_env(&redis.url(), &database_url, o.high_water),
+            gateway_env(o, &redis, &database_url),
             o.dir.join("logs/gateway.log"),
             None,
         )?;
@@ -254,7 +325,7 @@ impl Stack {
         let proxied = format!("postgres://postgres@{}/postgres", proxy.addr);
         let mut workers = Vec::new();
         for i in 0..o.workers {
-            let mut env = common_env(&redis.url(), &proxied);
+            let mut env = common_env(&redis, &proxied, &o.log_filter);
             env.extend(o.worker_env.iter().cloned());
             let mut w = Service::new(
                 format!("worker-{i}"),
@@ -267,6 +338,7 @@ impl Stack {
             workers.push(w);
         }
         Ok(Stack {
+            dir: o.dir.clone(),
             redis,
             pg,
             proxy,
@@ -279,6 +351,82 @@ impl Stack {
 
     pub fn gateway_url(&self) -> String {
         format!("http://{}", self.gateway.health)
+    }
+
+    pub fn gateway_addr(&self) -> SocketAddr {
+        self.gateway.health
+    }
+
+    /// Leaves the servers' data and logs in the scratch directory (a
+    /// cluster's, which lives in a directory of its own, as copies of each
+    /// node's log and `nodes.conf` under `redis-cluster/`, made by
+    /// [`Self::save_cluster_logs`]).
+    pub fn keep_data(&mut self) {
+        if let RedisBackend::Single(redis) = &mut self.redis {
+            redis.keep_data();
+        }
+        self.pg.keep_data();
+    }
+
+    /// Copies each cluster node's `redis.log` and `nodes.conf` to
+    /// `redis-cluster/node<i>-<port>.{log,conf}` in the scratch directory
+    /// (nothing on one server, whose data stays where it is).
+    pub fn save_cluster_logs(&self) -> Result<(), ChaosError> {
+        let RedisBackend::Cluster(cluster) = &self.redis else {
+            return Ok(());
+        };
+        let to = self.dir.join("redis-cluster");
+        std::fs::create_dir_all(&to)
+            .map_err(|e| ChaosError::io(format!("creating {}", to.display()), e))?;
+        for (node, url) in cluster.urls().iter().enumerate() {
+            let port = url.rsplit(':').next().unwrap_or_default();
+            for (file, ext) in [("redis.log", "log"), ("nodes.conf", "conf")] {
+                let from = cluster.dir().join(port).join(file);
+                let copy = to.join(format!("node{node}-{port}.{ext}"));
+                // A node that never wrote one has none.
+                let _ = std::fs::copy(&from, &copy);
+            }
+        }
+        Ok(())
+    }
+
+    /// The single Redis server; an error on a cluster stack.
+    pub fn single_redis(&mut self) -> Result<&mut LocalRedis, ChaosError> {
+        match &mut self.redis {
+            RedisBackend::Single(redis) => Ok(redis),
+            RedisBackend::Cluster(_) => Err(ChaosError::Setup(
+                "this scenario needs the single-Redis stack".into(),
+            )),
+        }
+    }
+
+    /// The Redis Cluster; an error on a single-Redis stack.
+    pub fn cluster(&mut self) -> Result<&mut LocalRedisCluster, ChaosError> {
+        match &mut self.redis {
+            RedisBackend::Cluster(cluster) => Ok(cluster),
+            RedisBackend::Single(_) => Err(ChaosError::Setup(
+                "this scenario needs the Redis Cluster stack".into(),
+            )),
+        }
+    }
+
+    /// The gateway's `REDIS_MIN_REPLICAS_ACK` (0 when not set).
+    pub fn min_replicas_ack(&self) -> u32 {
+        self.gateway
+            .env("REDIS_MIN_REPLICAS_ACK")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Restarts the gateway (SIGTERM, then started again) with
+    /// `REDIS_MIN_REPLICAS_ACK` = `n`, unless it already runs with it.
+    pub async fn set_min_replicas_ack(&mut self, n: u32) -> Result<(), ChaosError> {
+        if self.min_replicas_ack() == n {
+            return Ok(());
+        }
+        self.gateway
+            .set_env("REDIS_MIN_REPLICAS_ACK", n.to_string());
+        self.gateway.stop_and_start().await
     }
 
     /// Stops the services politely (SIGTERM, exit 0 expected).
