@@ -163,8 +163,8 @@ impl Timing {
                 poison_rounds: 3,
                 high_water: 3_000,
                 claim_idle: s(2),
-                cluster_window: s(window.unwrap_or(12)),
-                master_down: s(3),
+                cluster_window: s(window.unwrap_or(14)),
+                master_down: s(5),
                 master_frozen: 3 * NODE_TIMEOUT,
             }
         } else {
