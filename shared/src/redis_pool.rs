@@ -17,6 +17,7 @@
 //! that do not answer, a cluster whose slots are not all served, a
 //! `REDIS_URL` pointed at a cluster node, or cluster nodes that are not one.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -103,11 +104,16 @@ pub struct HealingCluster {
     stuck_after: Duration,
     /// Between two tries to rebuild.
     retry_every: Duration,
+    /// When it was made: what [`Self::last_answer_ms`] counts from.
+    born: Instant,
+    /// Milliseconds from `born` to the last answer: an atomic, so a call
+    /// that is answered (nearly all) takes no lock.
+    last_answer_ms: AtomicU64,
     health: Mutex<Health>,
 }
 
+/// The rebuild's state, touched only after a failed call.
 struct Health {
-    last_answer: Instant,
     last_rebuild: Instant,
     rebuilding: bool,
 }
@@ -124,12 +130,18 @@ impl HealingCluster {
             current: RwLock::new(conn),
             stuck_after: 2 * response_timeout,
             retry_every: response_timeout,
+            born: now,
+            last_answer_ms: AtomicU64::new(0),
             health: Mutex::new(Health {
-                last_answer: now,
                 last_rebuild: now,
                 rebuilding: false,
             }),
         }
+    }
+
+    fn answered_now(&self) {
+        let ms = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_answer_ms.store(ms, Ordering::Relaxed);
     }
 
     fn connection(&self) -> ClusterConnection {
@@ -148,17 +160,19 @@ impl HealingCluster {
             // the connection's.
             Err(e) => !(e.is_timeout() || e.is_io_error() || e.is_connection_dropped()),
         };
+        if answered {
+            self.answered_now();
+            return;
+        }
+        let last_answer =
+            self.born + Duration::from_millis(self.last_answer_ms.load(Ordering::Relaxed));
         let mut health = self
             .health
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
-        if answered {
-            health.last_answer = now;
-            return;
-        }
         if health.rebuilding
-            || now - health.last_answer < self.stuck_after
+            || now.saturating_duration_since(last_answer) < self.stuck_after
             || now - health.last_rebuild < self.retry_every
         {
             return;
@@ -183,7 +197,7 @@ impl HealingCluster {
                         .current
                         .write()
                         .unwrap_or_else(std::sync::PoisonError::into_inner) = conn;
-                    health.last_answer = Instant::now();
+                    this.answered_now();
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "cannot replace the stuck Redis Cluster connection yet")
