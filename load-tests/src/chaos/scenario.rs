@@ -505,6 +505,11 @@ async fn fail_over(
         "thaw"
     };
     let mut problems = Vec::new();
+    // Known and open (ADR 0060): with REDIS_MIN_REPLICAS_ACK > 0, a master
+    // without a replica blocks its connections in WAIT, and the gateway's
+    // one Redis breaker then refuses every shard, so a healthy shard may
+    // accept nothing meanwhile. Reported, not failed; with 0 it must accept.
+    let mut known = Vec::new();
     for (i, tally) in canaries.iter().enumerate() {
         let without_replica = i as u32 == shard && acks > 0;
         if without_replica && tally.accepted > 0 {
@@ -512,9 +517,14 @@ async fn fail_over(
                 "shard {i} answered 202 while its master had no replica (REDIS_MIN_REPLICAS_ACK={acks})"
             ));
         } else if !without_replica && tally.accepted == 0 {
-            problems.push(format!(
-                "shard {i} accepted nothing between the takeover and the {away}"
-            ));
+            let line = format!("shard {i} accepted nothing between the takeover and the {away}");
+            if acks > 0 {
+                known.push(format!(
+                    "KNOWN: {line} (the gateway's one Redis breaker, opened by the replica-less master's WAITs; ADR 0060)"
+                ));
+            } else {
+                problems.push(line);
+            }
         }
     }
     if role != "slave" {
@@ -568,6 +578,7 @@ async fn fail_over(
                 .join("; ")
         ),
     ];
+    faults.extend(known);
     faults.extend(problems.iter().map(|p| format!("PROBLEM: {p}")));
     Ok(Injected {
         faults,
