@@ -12,6 +12,7 @@
 //! to claim (redelivery is safe at every step: claims are held by entry id,
 //! inserts of redeliveries are guarded).
 
+use std::collections::HashSet;
 use std::ops::Range;
 use std::time::Duration;
 
@@ -163,9 +164,12 @@ fn decode<'a>(
 }
 
 /// Step 2: claims the dedup keys of the decoded rows that have a client
-/// `event_id`, each for its entry (the gateway sends an `event_id` once per
-/// request, so the events of one entry have distinct keys). Duplicates of an
-/// entry that holds the claim are left out; the rest are kept for the
+/// `event_id`, each for its entry. A key that an earlier row of the batch
+/// has is a duplicate without asking Redis: the earlier row is stored or is
+/// itself a duplicate, and the claim, made for an entry, could not tell two
+/// events of one entry apart (the gateway's grouped entries may hold two
+/// single-event requests with the same `event_id`; ADR 0002). Duplicates of
+/// an entry that holds the claim are left out; the rest are kept for the
 /// insert. A row without an `event_id` claims nothing: it is new when its
 /// entry is delivered for the first time, and may be stored already when
 /// the entry is redelivered. `None` when the worker stopped while Redis kept
@@ -175,10 +179,17 @@ async fn claim<'a>(
     entries: &'a [Entry],
     decoded: Vec<(usize, EventRow<'a>)>,
 ) -> Option<Claimed<'a>> {
+    let mut seen = HashSet::with_capacity(decoded.len());
+    // Per row: whether it has a client `event_id` seen earlier in the batch.
+    let repeated: Vec<bool> = decoded
+        .iter()
+        .map(|(_, row)| row.event.event_id.is_some() && !seen.insert(row.dedup_key))
+        .collect();
     let keys: Vec<_> = decoded
         .iter()
-        .filter(|(_, row)| row.event.event_id.is_some())
-        .map(|(i, row)| (row.dedup_key, entries[*i].id.as_str()))
+        .zip(&repeated)
+        .filter(|((_, row), repeated)| row.event.event_id.is_some() && !**repeated)
+        .map(|((i, row), _)| (row.dedup_key, entries[*i].id.as_str()))
         .collect();
     let mut claims = redis_retrying(state, "dedup claim", || dedup::claim(state, &keys))
         .await?
@@ -194,8 +205,10 @@ async fn claim<'a>(
             Rows::MayExist
         },
     };
-    for (i, row) in decoded {
-        let claim = if row.event.event_id.is_some() {
+    for ((i, row), repeated) in decoded.into_iter().zip(repeated) {
+        let claim = if repeated {
+            Claim::Duplicate
+        } else if row.event.event_id.is_some() {
             // One answer per keyed row, in order.
             claims.next().unwrap_or(Claim::OwnRedelivery)
         } else if entries[i].deliveries > 1 {

@@ -40,6 +40,34 @@ async fn entries_of_both_formats_are_stored_exactly_once() {
 }
 
 #[tokio::test]
+async fn an_entry_holding_one_event_id_twice_stores_it_once() {
+    // The gateway's grouped entries hold several single-event requests; two
+    // of them may carry the same event_id (a client's retry racing its
+    // first try), with different ids and timestamps. Both are claimed for
+    // the same entry, so the claim alone would keep both.
+    let env = TestEnv::new().await;
+    let mut request = events(20);
+    let first = event("billing", "paid", Some("pay-1"));
+    let mut retry = first.clone();
+    retry.id = uuid::Uuid::now_v7();
+    retry.ts += chrono::TimeDelta::milliseconds(3);
+    retry.request_id = Some("req-retry".into());
+    request.insert(5, first.clone());
+    request.insert(12, retry);
+    env.add_requests(&request, request.len()).await;
+
+    let w = InProcess::start(env.config(&[])).await;
+    env.wait_drained(Duration::from_secs(30)).await;
+    assert_exactly_once(&env.db.pool, &request).await;
+    assert_eq!(w.metric(worker::metrics::INSERTED, None), 21.0);
+    assert_eq!(
+        w.metric(worker::metrics::DUPLICATES, Some(("guard", "claim"))),
+        1.0
+    );
+    w.stop().await;
+}
+
+#[tokio::test]
 async fn a_request_with_bad_events_stores_the_good_ones_and_dead_letters_each_bad_one() {
     let env = TestEnv::new().await;
     let mut request = events(40);
