@@ -7,7 +7,10 @@
 //! - **2**, one request: `[request_id, [event, …]]`, the events as in
 //!   version 1 but with `request_id` nil (it is the request's, written once).
 //!   The gateway writes one such entry per request, so a batch costs one
-//!   `XADD`, one delivery and one `XACK`, and lives on one key.
+//!   `XADD`, one delivery and one `XACK`, and lives on one key. Concurrent
+//!   single-event requests are written together as one such entry (the
+//!   gateway's group commit): its `request_id` is nil and each event keeps
+//!   its own, which a reader takes over the entry's.
 //!
 //! Readers take both. Decoding never panics: whatever bytes a stream holds
 //! (an entry written by hand, by a newer gateway, or truncated), the worker
@@ -32,6 +35,7 @@ pub const FORMAT_V2: &str = "2";
 /// MessagePack markers the packed header is written with.
 const FIXARRAY_2: u8 = 0x92;
 const ARRAY32: u8 = 0xdd;
+const NIL: u8 = 0xc0;
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot encode event for the stream: {0}")]
@@ -100,6 +104,18 @@ impl EntryWriter {
         })
     }
 
+    /// An entry whose request id is nil, for events that carry their own
+    /// ([`Self::push_encoded`]): several requests written together.
+    pub fn grouped(capacity: usize) -> Self {
+        let mut buf = Vec::with_capacity(capacity.max(64));
+        buf.extend_from_slice(&[FIXARRAY_2, NIL, ARRAY32, 0, 0, 0, 0]);
+        Self {
+            buf,
+            count_at: 3,
+            count: 0,
+        }
+    }
+
     /// Appends `event`; its `request_id` is not written (the entry's is).
     pub fn push(&mut self, event: &EnrichedEvent) -> Result<(), EncodeError> {
         let event = EnrichedEventRef {
@@ -110,6 +126,14 @@ impl EntryWriter {
         rmp_serde::encode::write(&mut self.buf, &event)?;
         self.count += 1;
         Ok(())
+    }
+
+    /// Appends an event already encoded by [`encode`] (version 1, its own
+    /// `request_id` kept): how the gateway's group commit puts several
+    /// requests' events in one entry without encoding them again.
+    pub fn push_encoded(&mut self, event: &[u8]) {
+        self.buf.extend_from_slice(event);
+        self.count += 1;
     }
 
     /// Events pushed so far.
@@ -323,6 +347,30 @@ mod tests {
             decode_ref(Some(b"1"), Some(&bytes)).unwrap(),
             vec![without_options.as_ref()]
         );
+    }
+
+    #[test]
+    fn a_grouped_entry_keeps_each_events_request_id() {
+        let first = EnrichedEvent {
+            request_id: Some("req-a".into()),
+            ..sample()
+        };
+        let second = EnrichedEvent {
+            request_id: Some("req-b".into()),
+            message: "second".into(),
+            ..sample()
+        };
+        assert_eq!(
+            EntryWriter::grouped(0).finish(),
+            EntryWriter::new(None, 0).unwrap().finish()
+        );
+        let mut writer = EntryWriter::grouped(0);
+        writer.push_encoded(&encode(&first).unwrap());
+        writer.push_encoded(&encode(&second).unwrap());
+        let bytes = writer.finish();
+        assert_eq!(event_count(Some(b"2"), Some(&bytes)), 2);
+        let events = decode(Some(b"2"), Some(&bytes)).unwrap();
+        assert_eq!(events, vec![first, second]);
     }
 
     #[test]

@@ -22,7 +22,9 @@ use eventline_shared::api_key::{Authenticated, Scope};
 use eventline_shared::health::Health;
 use eventline_shared::http_error;
 use eventline_shared::key_store::{KeyStore, presented_key};
+use eventline_shared::redis_keys::shard_of;
 use eventline_shared::request_id::{self, RequestId};
+use eventline_shared::stream_codec;
 use eventline_shared::validate::{self, EventLimits};
 use serde::Serialize;
 use tokio::sync::Semaphore;
@@ -33,6 +35,7 @@ use crate::batch;
 use crate::body;
 use crate::config::HttpArgs;
 use crate::error::{ApiError, Rejected};
+use crate::group::{GroupWriter, Written};
 use crate::metrics::Metrics;
 use crate::otlp;
 use crate::publish::{Entry as StreamEntry, PublishError, Publisher};
@@ -47,6 +50,8 @@ pub struct AppState {
     pub rate_limiter: Arc<RateLimiter>,
     pub auth_failure_cost: u64,
     pub publisher: Arc<Publisher>,
+    /// Single-event requests' writes, grouped (`group`); `None`: each its own.
+    pub groups: Option<GroupWriter>,
     pub backlog: Arc<Backlog>,
     pub metrics: Arc<Metrics>,
     /// Caps requests in flight; beyond it requests are shed with 503.
@@ -230,8 +235,15 @@ impl AppState {
     }
 
     async fn publish(&self, entry: StreamEntry) -> Result<(), ApiError> {
-        self.publisher.publish(entry).await.map_err(|e| match e {
-            PublishError::BreakerOpen { retry_after } => ApiError::Unavailable { retry_after },
+        self.publish_result(self.publisher.publish(entry).await.map_err(Arc::new))
+    }
+
+    /// The answer to a write's outcome (the request's own, or its group's).
+    fn publish_result(&self, written: Written) -> Result<(), ApiError> {
+        written.map_err(|e| match &*e {
+            PublishError::BreakerOpen { retry_after } => ApiError::Unavailable {
+                retry_after: *retry_after,
+            },
             PublishError::Redis(error) => {
                 tracing::error!(%error, "XADD failed");
                 ApiError::Unavailable {
@@ -282,15 +294,37 @@ async fn ingest_one(
         }
         event.set_event_id(key);
     }
-    let enriched = event.enrich(now, None);
-    let id = enriched.id;
-    let mut entry =
-        StreamEntry::new(&request_id.0, bytes.len()).map_err(AppState::encode_failed)?;
-    entry
-        .push(&enriched, enriched.dedup_key(), state.publisher.shards())
-        .map_err(AppState::encode_failed)?;
-    state.send(identity.as_ref(), entry).await?;
-    Ok((
+    let Some(groups) = &state.groups else {
+        let enriched = event.enrich(now, None);
+        let id = enriched.id;
+        let mut entry =
+            StreamEntry::new(&request_id.0, bytes.len()).map_err(AppState::encode_failed)?;
+        entry
+            .push(&enriched, enriched.dedup_key(), state.publisher.shards())
+            .map_err(AppState::encode_failed)?;
+        state.send(identity.as_ref(), entry).await?;
+        return Ok(accepted_one(id));
+    };
+    let enriched = event.enrich(now, Some(request_id.0.clone()));
+    let encoded = stream_codec::encode(&enriched).map_err(AppState::encode_failed)?;
+    let dedup_key = enriched.dedup_key();
+    let shard = shard_of(dedup_key, state.publisher.shards());
+    state.limit_key(identity.as_ref(), 1)?;
+    let keyed = enriched.event_id.is_some().then_some(dedup_key);
+    let written = groups
+        .write(shard, encoded, keyed)
+        .await
+        .map_err(|_| ApiError::Unavailable {
+            retry_after: Duration::from_secs(1),
+        })?;
+    state.publish_result(written)?;
+    state.metrics.events_accepted.inc();
+    Ok(accepted_one(enriched.id))
+}
+
+/// The 202 of a single-event request.
+fn accepted_one(id: Uuid) -> Response {
+    (
         StatusCode::ACCEPTED,
         Json(Accepted {
             accepted: 1,
@@ -298,7 +332,7 @@ async fn ingest_one(
             rejected: None,
         }),
     )
-        .into_response())
+        .into_response()
 }
 
 async fn ingest_batch(

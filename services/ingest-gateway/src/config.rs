@@ -93,6 +93,11 @@ pub struct StreamArgs {
     /// connection batches more commands per write than several (measured).
     #[arg(long, env = "REDIS_PUBLISH_CONNECTIONS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub publish_connections: u32,
+    /// Writers per shard that group concurrent single-event requests into
+    /// one stream entry (group commit); 0 writes each request as its own
+    /// entry.
+    #[arg(long, env = "GROUP_WRITERS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=64))]
+    pub group_writers: u32,
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -23,6 +23,7 @@ pub mod config;
 pub mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzz_checks;
+pub mod group;
 pub mod metrics;
 pub mod otlp;
 pub mod publish;
@@ -49,6 +50,7 @@ use tokio_util::task::TaskTracker;
 use crate::app::AppState;
 use crate::backlog::Backlog;
 use crate::config::{Config, ConfigError};
+use crate::group::GroupWriter;
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
 use crate::rate_limit::{Rate, RateLimiter};
@@ -166,13 +168,21 @@ impl Gateway {
         ));
         tasks.spawn(rate_limiter.clone().run(ctx.clone(), rl.sync_interval));
 
+        let publisher = Arc::new(publisher);
+        let groups = GroupWriter::start(
+            config.stream.group_writers,
+            publisher.clone(),
+            backlog.clone(),
+            metrics.clone(),
+        );
         let state = Arc::new(AppState {
             limits: config.limits.clone(),
             http: config.http.clone(),
             keys: key_store,
             rate_limiter,
             auth_failure_cost: rl.auth_failure_cost,
-            publisher: Arc::new(publisher),
+            publisher,
+            groups,
             backlog: backlog.clone(),
             metrics: metrics.clone(),
             in_flight: Semaphore::new(config.http.max_concurrent_requests),

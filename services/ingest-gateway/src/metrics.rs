@@ -16,6 +16,7 @@ pub const REQUEST_DURATION: &str = "eventline_ingest_request_duration_seconds";
 pub const EVENTS_ACCEPTED: &str = "eventline_ingest_events_accepted_total";
 pub const EVENTS_REJECTED: &str = "eventline_ingest_events_rejected_total";
 pub const BATCH_SIZE: &str = "eventline_ingest_batch_size_events";
+pub const GROUPED_ENTRY_EVENTS: &str = "eventline_ingest_grouped_entry_events";
 pub const REDIS_DURATION: &str = "eventline_ingest_redis_duration_seconds";
 pub const STREAM_LENGTH: &str = "eventline_ingest_stream_length";
 pub const DEAD_LETTERS: &str = "eventline_ingest_dead_letter_entries";
@@ -32,6 +33,7 @@ pub struct Metrics {
     pub events_accepted: IntCounter,
     pub events_rejected: IntCounterVec,
     pub batch_size: Histogram,
+    pub grouped_entry_events: Histogram,
     pub redis_duration: Histogram,
     pub stream_length: IntGaugeVec,
     pub dead_letters: IntGauge,
@@ -89,6 +91,11 @@ impl Metrics {
                 BATCH_SIZE,
                 "Events per batch request.",
                 vec![1.0, 5.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0],
+            )?,
+            grouped_entry_events: histogram(
+                GROUPED_ENTRY_EVENTS,
+                "Single-event requests written together as one stream entry (group commit).",
+                vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
             )?,
             redis_duration: histogram(
                 REDIS_DURATION,

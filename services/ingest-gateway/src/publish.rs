@@ -68,6 +68,22 @@ impl Entry {
         })
     }
 
+    /// An empty entry for single-event requests written together to
+    /// `shard` (`group`), with room for `bytes` of encoded events. Its
+    /// request id is nil: each event carries its own.
+    pub fn grouped(shard: u32, bytes: usize) -> Self {
+        Self {
+            writer: EntryWriter::grouped(bytes + 16),
+            shard: Some(shard),
+        }
+    }
+
+    /// Appends an event encoded with its request id by
+    /// `stream_codec::encode`.
+    pub fn push_encoded(&mut self, event: &[u8]) {
+        self.writer.push_encoded(event);
+    }
+
     /// Appends `event`, whose dedup key (`event.dedup_key()`, a hash when
     /// it has an `event_id`) the caller has already computed.
     pub fn push(

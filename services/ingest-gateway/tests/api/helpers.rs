@@ -8,7 +8,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use eventline_shared::EnrichedEvent;
+pub use eventline_shared::EnrichedEvent;
 use eventline_shared::redis_keys::RedisKeys;
 use eventline_shared::stream_codec;
 pub use eventline_shared::testkit::http::{Response, read_response, request, request_from};

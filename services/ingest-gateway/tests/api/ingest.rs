@@ -641,3 +641,96 @@ async fn an_event_id_repeated_within_a_batch_is_sent_once_and_answered_with_one_
     let messages: Vec<&str> = entries.iter().map(|(_, e)| e.message.as_str()).collect();
     assert_eq!(messages, ["a", "b", "other service, same id"]);
 }
+
+/// `count` single-event requests at once, each with its own request id
+/// (the odd ones with `event_id` "same" when `repeat_event_id`); every
+/// answer must be 202. Returns the stream's (entry id, event) pairs.
+async fn concurrent_singles(
+    gw: &TestGateway,
+    count: usize,
+    repeat_event_id: bool,
+) -> Vec<(String, EnrichedEvent)> {
+    let mut requests = tokio::task::JoinSet::new();
+    // 64 at a time: the in-process server's listen backlog (128) must hold
+    // the connections its one test thread has not accepted yet.
+    let connections = std::sync::Arc::new(tokio::sync::Semaphore::new(64));
+    for i in 0..count {
+        let addr = gw.addr;
+        let connections = connections.clone();
+        requests.spawn(async move {
+            let _connection = connections.acquire().await.expect("semaphore");
+            let request_id = format!("req-{i}");
+            let event_id = if repeat_event_id && i % 2 == 1 {
+                r#","event_id":"same""#
+            } else {
+                ""
+            };
+            let body = format!(r#"{{"service":"s","message":"m{i}"{event_id}}}"#);
+            let res = request(
+                addr,
+                "POST",
+                "/v1/events",
+                &[
+                    ("Content-Type", "application/json"),
+                    ("X-Request-Id", &request_id),
+                ],
+                body.as_bytes(),
+            )
+            .await;
+            assert_eq!(res.status, 202, "{}", String::from_utf8_lossy(&res.body));
+        });
+    }
+    while let Some(done) = requests.join_next().await {
+        done.expect("request task");
+    }
+    stream_events(&gw.redis_url, &gw.keys.stream(0)).await
+}
+
+#[tokio::test]
+async fn concurrent_single_events_share_entries_and_keep_their_request_ids() {
+    let gw = open_gateway(&[]).await;
+    let count = 300;
+    let events = concurrent_singles(&gw, count, true).await;
+    assert_eq!(
+        events.len(),
+        count,
+        "every accepted event is on the stream once"
+    );
+    for (_, event) in &events {
+        let i = event.message.strip_prefix('m').expect("message m<i>");
+        assert_eq!(
+            event.request_id.as_deref(),
+            Some(format!("req-{i}").as_str()),
+            "each event keeps its own request's id"
+        );
+    }
+    let entries: std::collections::BTreeSet<&str> =
+        events.iter().map(|(entry, _)| entry.as_str()).collect();
+    assert!(
+        entries.len() < count,
+        "{count} concurrent requests were written as {} entries: none grouped",
+        entries.len()
+    );
+    // The worker claims an entry's keys for the entry: one entry never
+    // holds the same event_id twice, so each of the 150 "same" has its own.
+    for entry in &entries {
+        let same = events
+            .iter()
+            .filter(|(id, e)| id == entry && e.event_id.as_deref() == Some("same"))
+            .count();
+        assert!(
+            same <= 1,
+            "entry {entry} holds event_id \"same\" {same} times"
+        );
+    }
+}
+
+#[tokio::test]
+async fn group_writers_0_writes_each_request_as_its_own_entry() {
+    let gw = open_gateway(&["--group-writers", "0"]).await;
+    let count = 100;
+    let events = concurrent_singles(&gw, count, false).await;
+    let entries: std::collections::BTreeSet<&str> =
+        events.iter().map(|(entry, _)| entry.as_str()).collect();
+    assert_eq!(entries.len(), count);
+}
