@@ -107,6 +107,13 @@ pub struct RunArgs {
     /// How long to wait for the accepted events to be stored.
     #[arg(long, default_value = "120s", value_parser = duration)]
     pub e2e_timeout: Duration,
+    /// With --e2e: a shell command run once every accepted event is stored,
+    /// before the per-key check (which reads all of the run's rows), and
+    /// waited for. `make bench` takes each process's CPU time there, so a
+    /// run's cost is the pipeline's, not the check's. The command gets this
+    /// process's id in EVENTLINE_LOAD_PID.
+    #[arg(long, requires = "e2e", value_name = "COMMAND")]
+    pub on_drained: Option<String>,
     /// Sample one accepted event per this interval for the lag measurement.
     #[arg(long, default_value = "20ms", value_parser = duration)]
     pub lag_sample_every: Duration,

@@ -116,13 +116,32 @@ pub fn compare(expected: &HashSet<Uuid>, stored: &HashMap<Uuid, i64>) -> (u64, u
     (found, lost, duplicates, unexpected)
 }
 
-/// Waits for the run's rows, then counts losses and duplicates.
+/// Runs `command` with `sh -c`, this process's id in `EVENTLINE_LOAD_PID`,
+/// and waits for it. A command that cannot start or fails is reported, not
+/// fatal: the check goes on.
+async fn run_hook(command: &str) {
+    let mut child = tokio::process::Command::new("sh");
+    child
+        .arg("-c")
+        .arg(command)
+        .env("EVENTLINE_LOAD_PID", std::process::id().to_string());
+    match child.status().await {
+        Ok(status) if status.success() => {}
+        Ok(status) => eprintln!("eventline-load: --on-drained command exited with {status}"),
+        Err(error) => eprintln!("eventline-load: --on-drained command did not start: {error}"),
+    }
+}
+
+/// Waits for the run's rows, runs `on_drained` (once, when the rollup first
+/// counts them all or the wait times out), then counts losses and
+/// duplicates.
 pub async fn verify(
     pool: &PgPool,
     services: &[String],
     since: DateTime<Utc>,
     accepted: &[AcceptedEvent],
     timeout: Duration,
+    mut on_drained: Option<&str>,
 ) -> Result<EndToEnd, sqlx::Error> {
     let expected = expected_keys(accepted);
     let started = Instant::now();
@@ -142,6 +161,9 @@ pub async fn verify(
         let timed_out = started.elapsed() >= timeout;
         if rows as u64 >= expected.len() as u64 || timed_out {
             drained_at.get_or_insert(started.elapsed());
+            if let Some(command) = on_drained.take() {
+                run_hook(command).await;
+            }
             let stored: HashMap<Uuid, i64> = sqlx::query_as::<_, (Uuid, i64)>(
                 "SELECT dedup_key, count(*) FROM events WHERE service = ANY($1) AND ts >= $2 GROUP BY dedup_key",
             )

@@ -98,8 +98,15 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<Report> {
                 totals.accepted.len()
             );
         }
-        let mut e2e =
-            e2e::verify(pool, &services, since, &totals.accepted, args.e2e_timeout).await?;
+        let mut e2e = e2e::verify(
+            pool,
+            &services,
+            since,
+            &totals.accepted,
+            args.e2e_timeout,
+            args.on_drained.as_deref(),
+        )
+        .await?;
         if let Some(task) = lag_task {
             let lag = task.await?;
             e2e.lag = (lag.percentiles.count > 0).then_some(lag.percentiles);
