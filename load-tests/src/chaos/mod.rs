@@ -515,8 +515,9 @@ async fn run_scenarios(
     (outcomes, None)
 }
 
-/// The arguments of the scenario's load: open loop at `rate` for the
-/// window, every event with an `event_id`, checked end to end.
+/// The arguments of the scenario's load: open loop at `rate` events/s for
+/// the window, in requests of the scenario's batch size, every event with an
+/// `event_id`, checked end to end.
 fn load_args(
     stack: &Stack,
     kind: Kind,
@@ -527,6 +528,10 @@ fn load_args(
     let window = timing.window_of(kind).as_secs().to_string();
     let rate_arg = format!("{rate}");
     let seed_arg = seed.to_string();
+    let batch_arg = kind.batch_size().to_string();
+    // Single-event requests each hold a connection until answered: more of
+    // them keep the same rate through a stall.
+    let connections = if kind.batch_size() == 0 { "64" } else { "16" };
     let target = stack.gateway_url();
     let argv = [
         "eventline-load",
@@ -542,9 +547,9 @@ fn load_args(
         "--duration",
         &format!("{window}s"),
         "-c",
-        "16",
+        connections,
         "-b",
-        "100",
+        &batch_arg,
         "--event-id-share",
         "1",
         "--seed",

@@ -99,6 +99,18 @@ impl Kind {
         }
     }
 
+    /// Events per request of the scenario's load (0: single-event
+    /// requests). A killed Redis and a killed gateway meet the single-event
+    /// path too, where concurrent requests share an entry and one write
+    /// answers them all (group commit, ADR 0002); the rest send batches of
+    /// 100.
+    pub fn batch_size(self) -> u32 {
+        match self {
+            Kind::RedisKill | Kind::GatewayRestart => 0,
+            _ => 100,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Kind::WorkerKill => "worker-kill",
