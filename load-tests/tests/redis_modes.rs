@@ -887,7 +887,11 @@ async fn streams_are_trimmed_once_stored_but_not_from_an_unacked_entry_on(redis:
     for shard in 0..SHARDS {
         added += s.entries_added(&s.keys.stream(shard)).await;
     }
-    assert_eq!(added, 120 + 18, "one entry per request");
+    // A batch is one entry; concurrent singles may share one (group commit).
+    assert!(
+        (18 + 1..=18 + 120).contains(&added),
+        "{added} entries for 18 batches and 120 single events"
+    );
     let streams: Vec<String> = (0..SHARDS).map(|shard| s.keys.stream(shard)).collect();
     let lengths = || async {
         let mut all = Vec::new();
