@@ -142,6 +142,9 @@ start_test_cluster() {
     done
     create_redis_cluster "${ports[@]}"
     wait_redis_cluster 60 "${ports[@]}"
+    # A WAIT for one replica (the replica-ack tests) must not meet a replica
+    # still syncing.
+    wait_redis_cluster_replicas 60 "${ports[@]}"
     EVENTLINE_TEST_REDIS_CLUSTER_NODES=$(IFS=,; printf '%s' "${nodes[*]}")
     export EVENTLINE_TEST_REDIS_CLUSTER_NODES
 }
