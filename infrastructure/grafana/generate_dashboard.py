@@ -23,6 +23,10 @@ PANELS = [
         ("p50", 'histogram_quantile(0.5, sum by (le) (rate(eventline_ingest_request_duration_seconds_bucket[1m])))'),
         ("p99", 'histogram_quantile(0.99, sum by (le) (rate(eventline_ingest_request_duration_seconds_bucket[1m])))'),
     ], "s"),
+    ("Single-event requests per grouped stream entry", "timeseries", [
+        ("mean", 'sum(rate(eventline_ingest_grouped_entry_events_sum[1m])) / sum(rate(eventline_ingest_grouped_entry_events_count[1m]))'),
+        ("p99", 'histogram_quantile(0.99, sum by (le) (rate(eventline_ingest_grouped_entry_events_bucket[1m])))'),
+    ], "short"),
     ("Stream length and lag (entries)", "timeseries", [
         ("length shard {{shard}}", 'max by (shard) (eventline_ingest_stream_length)'),
         ("lag", 'max(eventline_worker_stream_lag_entries)'),
