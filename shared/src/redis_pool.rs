@@ -151,6 +151,15 @@ impl HealingCluster {
             .clone()
     }
 
+    /// Sends `cmd` to every master; the answer maps each master's address
+    /// to its reply.
+    async fn to_all_masters(self: &Arc<Self>, cmd: redis::Cmd) -> RedisResult<Value> {
+        let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+        let reply = self.connection().route_command(cmd, routing).await;
+        self.observe(&reply);
+        reply
+    }
+
     /// Notes a call's outcome; after a failure, starts a rebuild when the
     /// connection looks stuck.
     fn observe<T>(self: &Arc<Self>, result: &RedisResult<T>) {
@@ -425,14 +434,11 @@ impl Redis {
                         .map_err(|e| e.to_string())?,
                 ]
             }
-            Redis::Cluster { conn, .. } => {
-                let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
-                match conn.connection().route_command(info, routing).await {
-                    Ok(Value::Map(answers)) => answers.into_iter().map(|(_, v)| v).collect(),
-                    Ok(other) => vec![other],
-                    Err(e) => return Err(e.to_string()),
-                }
-            }
+            Redis::Cluster { conn, .. } => match conn.to_all_masters(info).await {
+                Ok(Value::Map(answers)) => answers.into_iter().map(|(_, v)| v).collect(),
+                Ok(other) => vec![other],
+                Err(e) => return Err(e.to_string()),
+            },
         };
         replies
             .iter()
@@ -450,11 +456,10 @@ impl Redis {
         let Redis::Cluster { conn: healing, .. } = self else {
             return Ok(Vec::new());
         };
-        let mut conn = healing.connection();
-        let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
-        let reply = conn.route_command(redis::cmd("PING"), routing).await;
-        healing.observe(&reply);
-        let reply = reply.map_err(|e| e.to_string())?;
+        let reply = healing
+            .to_all_masters(redis::cmd("PING"))
+            .await
+            .map_err(|e| e.to_string())?;
         let Value::Map(answers) = reply else {
             return Err(format!("PING to every master answered {reply:?}"));
         };
