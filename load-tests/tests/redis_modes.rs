@@ -440,17 +440,10 @@ impl Stack {
 
     /// Entries ever added to `stream` (`XINFO STREAM` `entries-added`).
     async fn entries_added(&self, stream: &str) -> u64 {
-        let reply: RedisValue = redis::cmd("XINFO")
-            .arg("STREAM")
-            .arg(stream)
-            .query_async(&mut self.conn().await)
+        stream_stats::entries_added(&mut self.conn().await, stream)
             .await
-            .expect("XINFO STREAM");
-        stream_stats::flat_pairs(reply)
-            .into_iter()
-            .find(|(k, _)| k == "entries-added")
-            .and_then(|(_, v)| v.parse().ok())
-            .expect("entries-added (Redis 7)")
+            .expect("XINFO STREAM")
+            .expect("the stream exists")
     }
 
     /// A dead letter as the worker writes one for an event of shard

@@ -162,6 +162,17 @@ impl StreamInfo {
     }
 }
 
+/// Entries ever added to `stream` (`XINFO STREAM`'s `entries-added`, Redis
+/// >= 7), trimmed ones included; None when the stream does not exist.
+pub async fn entries_added(
+    conn: &mut impl redis::aio::ConnectionLike,
+    stream: &str,
+) -> Result<Option<u64>, redis::RedisError> {
+    Ok(StreamInfo::read(conn, stream)
+        .await?
+        .map(|info| info.count("entries-added")))
+}
+
 /// The id of the newest entry in `stream`, if it holds any
 /// (`XREVRANGE … COUNT 1`).
 pub async fn newest_id(

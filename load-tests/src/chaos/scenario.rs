@@ -771,18 +771,10 @@ async fn entries_added(url: &str, stream: &str) -> Option<u64> {
     tokio::time::timeout(Duration::from_secs(1), async {
         let client = redis::Client::open(url).ok()?;
         let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-        let info: redis::Value = redis::cmd("XINFO")
-            .arg("STREAM")
-            .arg(stream)
-            .query_async(&mut conn)
+        worker::stream_stats::entries_added(&mut conn, stream)
             .await
-            .ok()?;
-        worker::stream_stats::flat_pairs(info)
-            .into_iter()
-            .find(|(k, _)| k == "entries-added")?
-            .1
-            .parse()
             .ok()
+            .flatten()
     })
     .await
     .ok()?

@@ -119,7 +119,7 @@ async fn write_groups(
     // An event whose `event_id` the group already held: it opens the next.
     let mut carried: Option<Waiting> = None;
     loop {
-        {
+        let bytes = {
             let mut queue = queue.lock().await;
             let first = match carried.take() {
                 Some(first) => first,
@@ -147,8 +147,8 @@ async fn write_groups(
                 bytes += next.event.len();
                 group.push(next);
             }
-        }
-        let bytes = group.iter().map(|w| w.event.len()).sum::<usize>();
+            bytes
+        };
         let mut entry = Entry::grouped(shard, bytes);
         for waiting in &group {
             entry.push_encoded(&waiting.event);
